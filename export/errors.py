@@ -1,0 +1,12 @@
+"""User-facing errors of the export stages: the message names the cause and the fix.
+
+Anything else raised from export/ is a bug in this project, not a problem with the user's input.
+"""
+
+
+class PipelineError(Exception):
+    """A problem with the user's input or environment, explained in the message."""
+
+
+class CheckpointError(PipelineError):
+    """A checkpoint that cannot be read or does not fit the model."""
