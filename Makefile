@@ -31,3 +31,6 @@ demo: ## End-to-end demo on the CPU server (arrives with the serving issue)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf build out .pytest_cache
+
+# Plugin build rules (kernels, CPU twin, TensorRT plugin) live beside the plugin sources.
+include plugins/dcnv2/dcnv2.mk

@@ -1,0 +1,1 @@
+"""TensorRT plugins of the ADNet pipeline and their CPU twins."""

@@ -1,0 +1,1 @@
+"""AdnetDCNv2: modulated deformable convolution with the mask sigmoid fused (DESIGN.md §6)."""

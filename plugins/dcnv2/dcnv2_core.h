@@ -1,0 +1,77 @@
+// Pure core of the AdnetDCNv2 op: parameters, validation, shape rule, workspace, field (de)serialisation and
+// kernel launchers. Knows nothing of TensorRT; the IPluginV3 adapter (dcnv2_plugin.cpp) only translates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "dcnv2_contract.h"  // generated from plugins/dcnv2/contract.py (build/include/)
+
+namespace adnet {
+namespace dcn {
+
+struct Params {
+    int32_t stride = kFieldDefaults[kFieldStride];
+    int32_t padding = kFieldDefaults[kFieldPadding];
+    int32_t dilation = kFieldDefaults[kFieldDilation];
+    int32_t deformable_groups = kFieldDefaults[kFieldDeformableGroups];
+};
+
+// Tensor dims as the core sees them (TensorRT-free). Shape rule inputs come from static or runtime dims.
+struct Dims4 {
+    int64_t n, c, h, w;
+};
+
+// The element types the op supports: all tensors FP32, or all FP16 (FP32 accumulation).
+enum class DataType : int32_t { kFloat32 = 0, kFloat16 = 1 };
+
+// Types a serialised field can arrive with (the adapter maps TensorRT's PluginFieldType onto these).
+enum class FieldType : int32_t { kInt32, kInt64, kInt16, kInt8, kFloat32, kFloat64, kChar, kOther };
+
+// Empty string when valid, else a message naming the field, the bad value and the accepted range.
+std::string validate(Params const& p);
+
+// Checks the four input shapes against each other and against p (channels, dg | C, 3*dg*K offset_mask channels,
+// offset_mask spatial dims = output dims, bias length, output size > 0). Empty string when valid.
+std::string validateShapes(Params const& p, Dims4 const& x, Dims4 const& offsetMask, Dims4 const& weight,
+                           int64_t biasLength);
+
+// Output length along one axis: (in + 2*pad - dil*(k-1) - 1) / stride + 1.
+int64_t outputLength(int64_t in, int64_t kernel, int32_t stride, int32_t padding, int32_t dilation);
+
+// y = [x.n, weight.n, outputLength(x.h, weight.h, ...), outputLength(x.w, weight.w, ...)].
+Dims4 outputShape(Params const& p, Dims4 const& x, Dims4 const& weight);
+
+// Scratch memory the CUDA launcher needs (the implicit-GEMM design needs none: returns 0).
+size_t workspaceSize(Params const& p, Dims4 const& x, Dims4 const& weight, DataType type);
+
+// Field (de)serialisation in kFieldNames order: one int32 per field.
+void toFields(Params const& p, int32_t (&values)[kNumFields]);
+// Sets the named field from (type, data, length) as TensorRT hands it over; accepts any integer type holding
+// one in-range value. Returns an empty string on success, else a message; unknown names are an error.
+std::string setField(Params& p, char const* name, FieldType type, void const* data, int32_t length);
+
+}  // namespace dcn
+}  // namespace adnet
+
+extern "C" {
+
+// Launchers with a C ABI (ctypes, the benchmark and the adapter call these). Pointers are device pointers,
+// tensors dense NCHW; `stream` is a cudaStream_t. Return 0 on success, else a cudaError_t value (or -1 for
+// invalid arguments). All float16 pointers point to IEEE binary16 storage (__half).
+int32_t adnet_dcn_forward_cuda(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
+                               void const* bias, void* y, int64_t n, int64_t c, int64_t h, int64_t w,
+                               int64_t cout, int64_t kh, int64_t kw, int32_t stride, int32_t padding,
+                               int32_t dilation, int32_t deformableGroups, void* workspace, void* stream);
+
+// The CPU twin: the same sampling math (shared __host__ __device__ code), the same rounding points for FP16.
+// Host pointers. Return 0 on success, -1 for invalid arguments.
+int32_t adnet_dcn_forward_cpu(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
+                              void const* bias, void* y, int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout,
+                              int64_t kh, int64_t kw, int32_t stride, int32_t padding, int32_t dilation,
+                              int32_t deformableGroups);
+
+// Message of the last failed call on this thread (validation text), "" if none.
+char const* adnet_dcn_last_error(void);
+}
