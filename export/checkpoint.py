@@ -17,7 +17,7 @@ from torch import nn
 from export.adnet import ADNet
 from export.errors import CheckpointError
 
-__all__ = ["read_state_dict", "check_state_dict", "load_adnet"]
+__all__ = ["read_state_dict", "check_state_dict", "load_adnet", "random_adnet"]
 
 _WRAPPER_KEYS = ("state_dict", "model", "params")
 _PREFIX = "module."
@@ -103,6 +103,25 @@ def load_adnet(source: Source, model: Optional[nn.Module] = None,
     state = read_state_dict(source, map_location)
     check_state_dict(state, model)
     model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def random_adnet(seed: int = 0, offset_gain: float = 1.0) -> nn.Module:
+    """A seeded, randomly initialised ADNet (eval mode) for demos and tests when no checkpoint is given.
+
+    Unlike the official initialisation (zero offset predictors), the offset/mask convolutions get He-scaled
+    weights too (times `offset_gain`), so the deformable sampling is exercised with offsets of about a pixel.
+    The outputs are meaningless as images; they only make the pipeline run end to end.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = ADNet()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".weight"):
+                gain = offset_gain if "conv_offset_mask" in name else 2 ** 0.5
+                param.copy_(torch.randn(param.shape, generator=gen) * gain / param[0].numel() ** 0.5)
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.01)
     return model.eval()
 
 

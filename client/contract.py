@@ -1,0 +1,22 @@
+"""The public serving contract (DESIGN.md §6), defined once for the exporter, the Triton configs and the client.
+
+Triton model `adnet`, identical on GPU (TensorRT plan) and CPU (python backend + ONNX Runtime):
+- input  LDR [B, 3, H, W, 3]: short, medium, long frames, HWC as decoded; UINT8 for 8-bit sources (default) or
+  FP16 in [0, 1] for 16-bit sources, chosen at export (TensorRT has no UINT16 tensors);
+- input  EV  [B, 3] FP32: exposure of each frame in stops (any reference; the graph makes them relative);
+- output HDR [B, H, W, 3] FP32: linear radiance (the network's gamma-domain output ** 2.24).
+"""
+from __future__ import annotations
+
+MODEL_NAME = "adnet"
+INPUT_LDR = "LDR"
+INPUT_EV = "EV"
+OUTPUT_HDR = "HDR"
+
+NUM_FRAMES = 3  # short, medium (reference), long
+NUM_COLORS = 3
+# Element types of LDR chosen at export: numpy dtype name -> Triton config data_type.
+LDR_DTYPES = {"uint8": "TYPE_UINT8", "float16": "TYPE_FP16"}
+DEFAULT_LDR_DTYPE = "uint8"
+EV_DTYPE = "float32"
+HDR_DTYPE = "float32"

@@ -1,0 +1,45 @@
+"""Shared fixtures: ONNX graphs exported once per test session from a freshly seeded random ADNet."""
+import secrets
+
+import pytest
+
+from export.checkpoint import random_adnet
+from export.surgery import surgery
+from export.to_onnx import export_onnx
+
+
+class ExportedGraphs:
+    """Lazily exported graphs of one random network; attribute access exports on first use."""
+
+    def __init__(self, root):
+        self.root = root
+        self.seed = secrets.randbits(31)
+        self.net = random_adnet(self.seed)
+        self._paths = {}
+
+    def path(self, name):
+        if name not in self._paths:
+            core, precision, ldr_dtype, surgered = {
+                "pipeline": (False, "fp32", "uint8", False),
+                "pipeline_fp16": (False, "fp16", "uint8", False),
+                "pipeline_ldr16": (False, "fp32", "float16", False),
+                "core": (True, "fp32", "uint8", False),
+                "plugin": (False, "fp32", "uint8", True),
+                "plugin_fp16": (False, "fp16", "uint8", True),
+            }[name]
+            if surgered:
+                src = self.path("pipeline_fp16" if precision == "fp16" else "pipeline")
+                out = self.root / f"{name}.onnx"
+                surgery(src, out)
+            else:
+                out = export_onnx(self.net, self.root / f"{name}.onnx", core=core, precision=precision,
+                                  ldr_dtype=ldr_dtype)
+            self._paths[name] = out
+        return self._paths[name]
+
+
+@pytest.fixture(scope="session")
+def graphs(tmp_path_factory):
+    exported = ExportedGraphs(tmp_path_factory.mktemp("onnx"))
+    print(f"random ADNet seed for the exported graphs: {exported.seed}")
+    return exported
