@@ -60,3 +60,6 @@ clean: ## Remove build outputs (keeps .venv)
 
 # Plugin build rules (kernels, CPU twin, TensorRT plugin) live beside the plugin sources.
 include plugins/dcnv2/dcnv2.mk
+
+# Engine build and verification (TensorRT on GPU hosts, TensorRT-RTX on CPU-only CI).
+include export/engine.mk
