@@ -20,3 +20,7 @@ LDR_DTYPES = {"uint8": "TYPE_UINT8", "float16": "TYPE_FP16"}
 DEFAULT_LDR_DTYPE = "uint8"
 EV_DTYPE = "float32"
 HDR_DTYPE = "float32"
+
+# Request limits, shared by both model variants (the GPU engine's profile bounds must lie within them).
+MIN_SIDE = 8      # smaller frames carry no scene; the network's coarsest level would be 2x2
+MAX_SIDE = 4096   # larger frames are refused before any work is done

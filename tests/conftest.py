@@ -43,3 +43,24 @@ def graphs(tmp_path_factory):
     exported = ExportedGraphs(tmp_path_factory.mktemp("onnx"))
     print(f"random ADNet seed for the exported graphs: {exported.seed}")
     return exported
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def triton_cpu(graphs, tmp_path_factory):
+    """A real tritonserver (CPU repository, the session's random-weight pipeline ONNX) on free loopback ports."""
+    from model_repository.server import TritonServer, stage_cpu_repository
+
+    stage = tmp_path_factory.mktemp("triton")
+    repo = stage_cpu_repository(graphs.path("pipeline"), stage)
+    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)
+    server.start()
+    yield server
+    server.stop()
