@@ -1,0 +1,330 @@
+// Pure core of the AdnetDCNv2 op (see dcnv2_core.h): parameter and shape validation, the shape rule, field
+// (de)serialisation, the thread-local last error, and the C ABI helpers shared by the kernels and twin libraries.
+#include "dcnv2_core.h"
+
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace adnet {
+namespace dcn {
+namespace {
+
+constexpr int64_t kUnknown = -1;
+constexpr int64_t kMaxPlane = std::numeric_limits<int32_t>::max();  // int32 indexing inside a plane / row block
+constexpr int64_t kMaxSide = int64_t{1} << 24;                       // float32 positions are exact below 2^24
+
+thread_local std::string tLastError;
+
+bool known(int64_t v) { return v != kUnknown; }
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string dimsText(Dims4 const& d)
+{
+    return "[" + str(d.n) + ", " + str(d.c) + ", " + str(d.h) + ", " + str(d.w) + "]";
+}
+
+// Lower bound of each field: padding may be 0; stride, dilation and deformable_groups start at 1.
+int32_t fieldMinimum(int32_t index) { return index == kFieldPadding ? 0 : 1; }
+
+int32_t& fieldRef(Params& p, int32_t index)
+{
+    switch (index) {
+    case kFieldStride: return p.stride;
+    case kFieldPadding: return p.padding;
+    case kFieldDilation: return p.dilation;
+    default: return p.deformable_groups;
+    }
+}
+
+std::string checkField(int32_t index, int64_t value)
+{
+    if (value < fieldMinimum(index) || value > std::numeric_limits<int32_t>::max()) {
+        return std::string("AdnetDCNv2: ") + kFieldNames[index] + " = " + str(value)
+               + " is out of range: it must be >= " + str(fieldMinimum(index)) + " (and fit in int32)";
+    }
+    return {};
+}
+
+char const* fieldTypeName(FieldType type)
+{
+    switch (type) {
+    case FieldType::kInt32: return "INT32";
+    case FieldType::kInt64: return "INT64";
+    case FieldType::kInt16: return "INT16";
+    case FieldType::kInt8: return "INT8";
+    case FieldType::kFloat32: return "FLOAT32";
+    case FieldType::kFloat64: return "FLOAT64";
+    case FieldType::kChar: return "CHAR";
+    default: return "an unsupported type";
+    }
+}
+
+std::string checkDims(char const* name, Dims4 const& d)
+{
+    for (int64_t v : {d.n, d.c, d.h, d.w}) {
+        if (v < kUnknown) {
+            return std::string("AdnetDCNv2: ") + name + " has a negative dimension: " + dimsText(d);
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+std::string validate(Params const& p)
+{
+    int32_t values[kNumFields];
+    toFields(p, values);
+    for (int32_t i = 0; i < kNumFields; ++i) {
+        std::string e = checkField(i, values[i]);
+        if (!e.empty()) {
+            return e;
+        }
+    }
+    return {};
+}
+
+int64_t outputLength(int64_t in, int64_t kernel, int32_t stride, int32_t padding, int32_t dilation)
+{
+    if (!known(in) || !known(kernel)) {
+        return kUnknown;
+    }
+    int64_t const span = in + 2 * int64_t{padding} - int64_t{dilation} * (kernel - 1) - 1;
+    if (span < 0 || stride < 1) {
+        return 0;
+    }
+    return span / stride + 1;
+}
+
+Dims4 outputShape(Params const& p, Dims4 const& x, Dims4 const& weight)
+{
+    return Dims4{x.n, weight.n, outputLength(x.h, weight.h, p.stride, p.padding, p.dilation),
+                 outputLength(x.w, weight.w, p.stride, p.padding, p.dilation)};
+}
+
+std::string validateShapes(Params const& p, Dims4 const& x, Dims4 const& offsetMask, Dims4 const& weight,
+                           int64_t biasLength)
+{
+    std::string e = validate(p);
+    if (e.empty()) e = checkDims("x", x);
+    if (e.empty()) e = checkDims("offset_mask_logits", offsetMask);
+    if (e.empty()) e = checkDims("weight", weight);
+    if (!e.empty()) {
+        return e;
+    }
+    std::string const pre = "AdnetDCNv2: ";
+    if (known(x.c) && x.c < 1) return pre + "x must have at least one channel, got " + dimsText(x);
+    if ((known(x.h) && x.h < 1) || (known(x.w) && x.w < 1)) return pre + "x has an empty image: " + dimsText(x);
+    if ((known(weight.n) && weight.n < 1) || (known(weight.h) && weight.h < 1) || (known(weight.w) && weight.w < 1)) {
+        return pre + "weight [Cout, C, kh, kw] must have Cout, kh, kw >= 1, got " + dimsText(weight);
+    }
+    if (known(weight.c) && known(x.c) && weight.c != x.c) {
+        return pre + "weight " + dimsText(weight) + " has " + str(weight.c) + " input channels but x " + dimsText(x)
+               + " has " + str(x.c) + "; weight must be [Cout, C, kh, kw] (weight groups = 1)";
+    }
+    if (known(x.c) && x.c % p.deformable_groups != 0) {
+        return pre + "deformable_groups = " + str(p.deformable_groups) + " must divide the input channels C = "
+               + str(x.c);
+    }
+    if (known(x.n) && known(offsetMask.n) && x.n != offsetMask.n) {
+        return pre + "offset_mask_logits batch " + str(offsetMask.n) + " differs from x batch " + str(x.n);
+    }
+    if (known(weight.h) && known(weight.w) && known(offsetMask.c)) {
+        int64_t const k = weight.h * weight.w;
+        int64_t const expected = 3 * int64_t{p.deformable_groups} * k;
+        if (offsetMask.c != expected) {
+            return pre + "offset_mask_logits has " + str(offsetMask.c)
+                   + " channels, expected 3*deformable_groups*kh*kw = 3*" + str(p.deformable_groups) + "*" + str(k)
+                   + " = " + str(expected) + " (2*dg*kh*kw offsets, then dg*kh*kw mask logits)";
+        }
+    }
+    Dims4 const y = outputShape(p, x, weight);
+    if ((known(y.h) && y.h < 1) || (known(y.w) && y.w < 1)) {
+        return pre + "output would be empty (" + str(y.h) + "x" + str(y.w) + "): input " + str(x.h) + "x" + str(x.w)
+               + " is too small for kernel " + str(weight.h) + "x" + str(weight.w) + " with padding "
+               + str(p.padding) + ", dilation " + str(p.dilation) + ", stride " + str(p.stride);
+    }
+    if ((known(y.h) && known(offsetMask.h) && offsetMask.h != y.h)
+        || (known(y.w) && known(offsetMask.w) && offsetMask.w != y.w)) {
+        return pre + "offset_mask_logits spatial size " + str(offsetMask.h) + "x" + str(offsetMask.w)
+               + " must equal the output size " + str(y.h) + "x" + str(y.w);
+    }
+    if (known(biasLength) && known(weight.n) && biasLength != weight.n) {
+        return pre + "bias has " + str(biasLength) + " elements, expected Cout = " + str(weight.n);
+    }
+    // Index limits of the kernels (int32 offsets inside planes; float32 positions).
+    if ((known(x.h) && x.h >= kMaxSide) || (known(x.w) && x.w >= kMaxSide)) {
+        return pre + "input " + str(x.h) + "x" + str(x.w) + " is too large: H and W must be below 2^24";
+    }
+    if (known(x.h) && known(x.w) && x.h * x.w > kMaxPlane) {
+        return pre + "input plane " + str(x.h) + "x" + str(x.w) + " has more than 2^31-1 pixels";
+    }
+    if (known(y.h) && known(y.w) && y.h * y.w > kMaxPlane) {
+        return pre + "output plane " + str(y.h) + "x" + str(y.w) + " has more than 2^31-1 pixels";
+    }
+    if (known(x.c) && known(weight.h) && known(weight.w)
+        && (x.c > kMaxPlane || weight.h * weight.w > kMaxPlane || x.c * weight.h * weight.w > kMaxPlane
+            || 3 * int64_t{p.deformable_groups} * weight.h * weight.w > kMaxPlane)) {
+        return pre + "C*kh*kw = " + str(x.c) + "*" + str(weight.h) + "*" + str(weight.w) + " is too large";
+    }
+    if (known(weight.n) && weight.n > kMaxPlane) {
+        return pre + "Cout = " + str(weight.n) + " is too large";
+    }
+    return {};
+}
+
+std::string validateLaunch(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
+                           void const* bias, void const* y, int64_t n, int64_t c, int64_t h, int64_t w,
+                           int64_t cout, int64_t kh, int64_t kw, Params const& p)
+{
+    if (dtype != static_cast<int32_t>(DataType::kFloat32) && dtype != static_cast<int32_t>(DataType::kFloat16)) {
+        return "AdnetDCNv2: dtype " + str(dtype) + " is not supported: use 0 (float32) or 1 (float16)";
+    }
+    for (int64_t v : {n, c, h, w, cout, kh, kw}) {
+        if (v < 0) {
+            return "AdnetDCNv2: launch dims must be known and non-negative, got n=" + str(n) + " c=" + str(c) + " h="
+                   + str(h) + " w=" + str(w) + " cout=" + str(cout) + " kh=" + str(kh) + " kw=" + str(kw);
+        }
+    }
+    Dims4 const xd{n, c, h, w};
+    Dims4 const wd{cout, c, kh, kw};
+    Dims4 const yd = outputShape(p, xd, wd);
+    Dims4 const om{n, 3 * int64_t{p.deformable_groups} * kh * kw, yd.h, yd.w};
+    std::string e = validateShapes(p, xd, om, wd, cout);
+    if (!e.empty()) {
+        return e;
+    }
+    char const* names[] = {"x", "offset_mask_logits", "weight", "bias", "y"};
+    void const* pointers[] = {x, offsetMask, weight, bias, y};
+    for (int i = 0; i < 5; ++i) {
+        if (pointers[i] == nullptr && (n > 0 || i == 2 || i == 3)) {
+            return std::string("AdnetDCNv2: the ") + names[i] + " pointer is null";
+        }
+    }
+    return {};
+}
+
+size_t workspaceSize(Params const&, Dims4 const&, Dims4 const&, DataType)
+{
+    return 0;  // implicit GEMM: the columns live in shared memory only
+}
+
+void toFields(Params const& p, int32_t (&values)[kNumFields])
+{
+    Params copy = p;
+    for (int32_t i = 0; i < kNumFields; ++i) {
+        values[i] = fieldRef(copy, i);
+    }
+}
+
+Params fromFields(int32_t const (&values)[kNumFields])
+{
+    Params p;
+    for (int32_t i = 0; i < kNumFields; ++i) {
+        fieldRef(p, i) = values[i];
+    }
+    return p;
+}
+
+std::string setField(Params& p, char const* name, FieldType type, void const* data, int32_t length)
+{
+    if (name == nullptr) {
+        return "AdnetDCNv2: a plugin field has no name";
+    }
+    int32_t index = -1;
+    std::string known_names;
+    for (int32_t i = 0; i < kNumFields; ++i) {
+        if (std::strcmp(name, kFieldNames[i]) == 0) {
+            index = i;
+        }
+        known_names += (i ? ", " : "") + std::string(kFieldNames[i]);
+    }
+    std::string const pre = std::string("AdnetDCNv2: field '") + name + "' ";
+    if (index < 0) {
+        return std::string("AdnetDCNv2: unknown field '") + name + "'; the fields are " + known_names;
+    }
+    if (length != 1) {
+        return pre + "must hold exactly one value, got length " + str(length);
+    }
+    if (data == nullptr) {
+        return pre + "has no data";
+    }
+    int64_t value = 0;
+    switch (type) {
+    case FieldType::kInt32: { int32_t v; std::memcpy(&v, data, sizeof v); value = v; break; }
+    case FieldType::kInt64: { int64_t v; std::memcpy(&v, data, sizeof v); value = v; break; }
+    case FieldType::kInt16: { int16_t v; std::memcpy(&v, data, sizeof v); value = v; break; }
+    case FieldType::kInt8: { int8_t v; std::memcpy(&v, data, sizeof v); value = v; break; }
+    default:
+        return pre + "must be an integer (INT8/16/32/64; ONNX INT attributes arrive as INT32), got "
+               + fieldTypeName(type);
+    }
+    std::string e = checkField(index, value);
+    if (!e.empty()) {
+        return e;
+    }
+    fieldRef(p, index) = static_cast<int32_t>(value);
+    return {};
+}
+
+void setLastError(std::string const& message) { tLastError = message; }
+
+}  // namespace dcn
+}  // namespace adnet
+
+namespace dcn = adnet::dcn;
+
+extern "C" char const* adnet_dcn_last_error(void) { return dcn::tLastError.c_str(); }
+
+extern "C" int32_t adnet_dcn_check(int32_t stride, int32_t padding, int32_t dilation, int32_t deformableGroups,
+                                   int64_t const* x, int64_t const* offsetMask, int64_t const* weight,
+                                   int64_t biasLength)
+{
+    if (x == nullptr || offsetMask == nullptr || weight == nullptr) {
+        dcn::setLastError("AdnetDCNv2: adnet_dcn_check needs the x, offset_mask and weight dims");
+        return -1;
+    }
+    dcn::Params p;
+    p.stride = stride;
+    p.padding = padding;
+    p.dilation = dilation;
+    p.deformable_groups = deformableGroups;
+    auto dims = [](int64_t const* d) { return dcn::Dims4{d[0], d[1], d[2], d[3]}; };
+    std::string const e = dcn::validateShapes(p, dims(x), dims(offsetMask), dims(weight), biasLength);
+    if (!e.empty()) {
+        dcn::setLastError(e);
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int32_t adnet_dcn_set_field(int32_t* fields, char const* name, int32_t fieldType, void const* data,
+                                       int32_t length)
+{
+    if (fields == nullptr) {
+        dcn::setLastError("AdnetDCNv2: adnet_dcn_set_field needs a fields array");
+        return -1;
+    }
+    int32_t values[dcn::kNumFields];
+    std::memcpy(values, fields, sizeof values);
+    dcn::Params p = dcn::fromFields(values);
+    bool const typeKnown = fieldType >= 0 && fieldType <= static_cast<int32_t>(dcn::FieldType::kOther);
+    std::string const e = dcn::setField(p, name, typeKnown ? static_cast<dcn::FieldType>(fieldType)
+                                                           : dcn::FieldType::kOther, data, length);
+    if (!e.empty()) {
+        dcn::setLastError(e);
+        return -1;
+    }
+    dcn::toFields(p, values);
+    std::memcpy(fields, values, sizeof values);
+    return 0;
+}
+
+extern "C" void adnet_dcn_default_fields(int32_t* fields)
+{
+    int32_t values[dcn::kNumFields];
+    dcn::toFields(dcn::Params{}, values);
+    std::memcpy(fields, values, sizeof values);
+}

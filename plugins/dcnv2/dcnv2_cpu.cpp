@@ -1,0 +1,157 @@
+// CPU twin of the AdnetDCNv2 CUDA forward (dcnv2_kernel.cu): same sampling code (dcnv2_sampling.h), same rounding
+// points, plain loops (OpenMP over output rows when built with -fopenmp). CI runs it; the ONNX Runtime custom op
+// calls it through plugins/dcnv2/cpu.py.
+//
+// Rounding points, float16 (dtype 1), identical to the FP16 kernel:
+//   1. inputs are binary16; positions, bilinear weights, sigmoid and the sampled*mask product are float32;
+//   2. the column value sigmoid(m) * bilinear(x, p) is rounded to binary16 (the kernel stores it so into the
+//      shared-memory MMA tile);
+//   3. products weight * column are exact in float32 and accumulate in float32 (order may differ from the tensor
+//      cores' order, which is the only difference), bias is added in float32;
+//   4. the output is rounded to binary16 (round to nearest even).
+// float32 (dtype 0): everything in float32, no rounding besides float32's own.
+// Build with -ffp-contract=off so that the float32 sampling arithmetic is the plain IEEE sequence of the header.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "dcnv2_core.h"
+#include "dcnv2_sampling.h"
+
+namespace adnet {
+namespace dcn {
+namespace {
+
+// Column entries and outputs: identity for float32; round to binary16 (and back) for the FP16 emulation.
+inline float columnValue(float v, float const*) { return v; }
+inline float columnValue(float v, Half16 const*) { return dcnHalfBitsToFloat(dcnFloatToHalfBits(v)); }
+inline void storeOutput(float* y, float v) { *y = v; }
+inline void storeOutput(Half16* y, float v) { y->bits = dcnFloatToHalfBits(v); }
+
+struct Shape {
+    int64_t n;
+    int32_t c, h, w, cout, kh, kw, k, ho, wo, stride, padding, dilation, dg, cg;
+};
+
+template <typename T>
+void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias, T* y, Shape const& s)
+{
+    int32_t const ck = s.c * s.k;
+    int64_t const hw = int64_t{s.h} * s.w;
+    int64_t const howo = int64_t{s.ho} * s.wo;
+    int64_t const omChannels = 3 * int64_t{s.dg} * s.k;
+    int64_t const rows = s.n * s.ho;
+
+    // Weights and bias as float32 once (exact for binary16).
+    std::vector<float> wf(static_cast<size_t>(s.cout) * ck);
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = dcnToFloat(weight[i]);
+    std::vector<float> bf(static_cast<size_t>(s.cout));
+    for (int32_t i = 0; i < s.cout; ++i) bf[i] = dcnToFloat(bias[i]);
+
+    // Threads only pay off beyond ~1M multiply-adds; below that the wake-up costs more than the work.
+    double const macs = static_cast<double>(rows) * s.wo * ck * s.cout;
+#pragma omp parallel if (macs > 1e6)
+    {
+        // One output row at a time: columns [C*K][Wo] (the im2col block of this row), then a row GEMM.
+        std::vector<float> cols(static_cast<size_t>(ck) * s.wo);
+        std::vector<float> acc(static_cast<size_t>(s.wo));
+#pragma omp for schedule(static)
+        for (int64_t row = 0; row < rows; ++row) {
+            int64_t const b = row / s.ho;
+            int32_t const oh = static_cast<int32_t>(row - b * s.ho);
+            T const* xb = x + b * s.c * hw;
+            T const* omRow = offsetMask + b * omChannels * howo + int64_t{oh} * s.wo;
+            for (int32_t ow = 0; ow < s.wo; ++ow) {
+                for (int32_t g = 0; g < s.dg; ++g) {
+                    for (int32_t k = 0; k < s.k; ++k) {
+                        int32_t const i = k / s.kw;
+                        int32_t const j = k - i * s.kw;
+                        float const dy = dcnToFloat(omRow[(int64_t{g} * 2 * s.k + 2 * k) * howo + ow]);
+                        float const dx = dcnToFloat(omRow[(int64_t{g} * 2 * s.k + 2 * k + 1) * howo + ow]);
+                        float const logit = dcnToFloat(omRow[(2 * int64_t{s.dg} * s.k + g * s.k + k) * howo + ow]);
+                        DcnTap const tap = dcnBilinearTap(dcnSamplePosition(oh, i, s.stride, s.padding, s.dilation, dy),
+                                                          dcnSamplePosition(ow, j, s.stride, s.padding, s.dilation, dx),
+                                                          s.h, s.w, dcnSigmoid(logit));
+                        for (int32_t c = g * s.cg; c < (g + 1) * s.cg; ++c) {
+                            float const v = dcnModulatedSample(tap, xb + c * hw, s.w);
+                            cols[(static_cast<size_t>(c) * s.k + k) * s.wo + ow] = columnValue(v, x);
+                        }
+                    }
+                }
+            }
+            for (int32_t co = 0; co < s.cout; ++co) {
+                std::fill(acc.begin(), acc.end(), 0.f);
+                float const* wrow = wf.data() + static_cast<size_t>(co) * ck;
+                for (int32_t r = 0; r < ck; ++r) {
+                    float const wv = wrow[r];
+                    float const* col = cols.data() + static_cast<size_t>(r) * s.wo;
+                    for (int32_t ow = 0; ow < s.wo; ++ow) {
+                        acc[ow] += wv * col[ow];
+                    }
+                }
+                T* yRow = y + (b * s.cout + co) * howo + int64_t{oh} * s.wo;
+                for (int32_t ow = 0; ow < s.wo; ++ow) {
+                    storeOutput(yRow + ow, acc[ow] + bf[co]);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace dcn
+}  // namespace adnet
+
+namespace dcn = adnet::dcn;
+
+extern "C" int32_t adnet_dcn_forward_cpu(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
+                                         void const* bias, void* y, int64_t n, int64_t c, int64_t h, int64_t w,
+                                         int64_t cout, int64_t kh, int64_t kw, int32_t stride, int32_t padding,
+                                         int32_t dilation, int32_t deformableGroups)
+{
+    dcn::Params p;
+    p.stride = stride;
+    p.padding = padding;
+    p.dilation = dilation;
+    p.deformable_groups = deformableGroups;
+    std::string const e = dcn::validateLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, p);
+    if (!e.empty()) {
+        dcn::setLastError(e);
+        return -1;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    dcn::Shape s;
+    s.n = n;
+    s.c = static_cast<int32_t>(c);
+    s.h = static_cast<int32_t>(h);
+    s.w = static_cast<int32_t>(w);
+    s.cout = static_cast<int32_t>(cout);
+    s.kh = static_cast<int32_t>(kh);
+    s.kw = static_cast<int32_t>(kw);
+    s.k = s.kh * s.kw;
+    s.ho = static_cast<int32_t>(dcn::outputLength(h, kh, stride, padding, dilation));
+    s.wo = static_cast<int32_t>(dcn::outputLength(w, kw, stride, padding, dilation));
+    s.stride = stride;
+    s.padding = padding;
+    s.dilation = dilation;
+    s.dg = deformableGroups;
+    s.cg = s.c / s.dg;
+    if (dtype == static_cast<int32_t>(dcn::DataType::kFloat16)) {
+        using H = dcn::Half16;
+        dcn::forwardRows(static_cast<H const*>(x), static_cast<H const*>(offsetMask), static_cast<H const*>(weight),
+                         static_cast<H const*>(bias), static_cast<H*>(y), s);
+    } else {
+        dcn::forwardRows(static_cast<float const*>(x), static_cast<float const*>(offsetMask),
+                         static_cast<float const*>(weight), static_cast<float const*>(bias), static_cast<float*>(y), s);
+    }
+    return 0;
+}
+
+extern "C" void adnet_dcn_float_to_half(float const* in, uint16_t* out, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = dcn::dcnFloatToHalfBits(in[i]);
+    }
+}

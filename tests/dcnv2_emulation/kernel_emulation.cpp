@@ -1,0 +1,119 @@
+// Executes the AdnetDCNv2 CUDA kernel source (plugins/dcnv2/dcnv2_kernel.cuh) on the CPU, so that its tiling,
+// guards, shared-memory layout and barriers are tested where no GPU exists. A block runs as kThreads std::threads
+// with a std::barrier for __syncthreads and a static array for __shared__; blocks run one after another; WMMA is
+// the host stand-in in this folder. Built with AddressSanitizer/UBSan by tests/test_dcnv2_kernel_emulation.py.
+//
+// usage: kernel_emulation DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR
+//   DIR holds x.bin, offset_mask.bin, weight.bin, bias.bin (dense, float32 or binary16) and y.bin (initial output
+//   contents, e.g. NaN poison), which is overwritten with the result. Exit 2 with the core's message when invalid.
+#include <algorithm>
+#include <barrier>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+// CUDA's execution model on the host, defined before the CUDA headers see __shared__.
+struct EmulatedDim3 {
+    unsigned x = 0, y = 0, z = 0;
+};
+thread_local EmulatedDim3 threadIdx;
+thread_local EmulatedDim3 blockIdx;
+static std::barrier<>* gBlockBarrier = nullptr;
+inline void __syncthreads() { gBlockBarrier->arrive_and_wait(); }
+template <typename T>
+inline T __ldg(T const* p)
+{
+    return *p;
+}
+using std::max;
+using std::min;
+#define __shared__ static
+#define __launch_bounds__(...)
+
+#include <cuda_fp16.h>
+
+#include "dcnv2_kernel.cuh"
+
+namespace {
+
+template <typename T>
+std::vector<T> readFile(std::string const& path, size_t count)
+{
+    std::vector<T> data(count);
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(count * sizeof(T)));
+    if (!in || in.peek() != EOF) {
+        std::fprintf(stderr, "%s: expected exactly %zu bytes\n", path.c_str(), count * sizeof(T));
+        std::exit(3);
+    }
+    return data;
+}
+
+template <typename T>
+int run(int64_t const* d, int32_t const* p, std::string const& dir)
+{
+    namespace detail = adnet::dcn::detail;
+    int64_t const n = d[0], c = d[1], h = d[2], w = d[3], cout = d[4], kh = d[5], kw = d[6];
+    int64_t const ho = adnet::dcn::outputLength(h, kh, p[0], p[1], p[2]);
+    int64_t const wo = adnet::dcn::outputLength(w, kw, p[0], p[1], p[2]);
+    auto x = readFile<T>(dir + "/x.bin", n * c * h * w);
+    auto om = readFile<T>(dir + "/offset_mask.bin", n * 3 * p[3] * kh * kw * ho * wo);
+    auto wt = readFile<T>(dir + "/weight.bin", cout * c * kh * kw);
+    auto bias = readFile<T>(dir + "/bias.bin", cout);
+    auto y = readFile<T>(dir + "/y.bin", n * cout * ho * wo);
+    detail::LaunchPlan<T> const plan = detail::makeLaunchPlan(x.data(), om.data(), wt.data(), bias.data(), y.data(),
+                                                              n, c, h, w, cout, kh, kw, p[0], p[1], p[2], p[3]);
+    int const threads = detail::TileConfig<T>::kThreads;
+    std::barrier<> barrier(threads);
+    gBlockBarrier = &barrier;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            threadIdx.x = static_cast<unsigned>(t);
+            for (int64_t by = 0; by < plan.blocksY; ++by) {
+                for (int64_t bx = 0; bx < plan.blocksX; ++bx) {
+                    blockIdx.x = static_cast<unsigned>(bx);
+                    blockIdx.y = static_cast<unsigned>(by);
+                    detail::dcnForwardKernel<T>(plan.args);
+                    barrier.arrive_and_wait();  // the block has ended before the next reuses shared memory
+                }
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+    std::ofstream out(dir + "/y.bin", std::ios::binary);
+    out.write(reinterpret_cast<char const*>(y.data()), static_cast<std::streamsize>(y.size() * sizeof(T)));
+    return out ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 14) {
+        std::fprintf(stderr, "usage: %s DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR\n", argv[0]);
+        return 2;
+    }
+    int32_t const dtype = std::atoi(argv[1]);
+    int64_t dims[7];
+    for (int i = 0; i < 7; ++i) dims[i] = std::atoll(argv[2 + i]);
+    int32_t params[4];
+    for (int i = 0; i < 4; ++i) params[i] = std::atoi(argv[9 + i]);
+    adnet::dcn::Params p;
+    p.stride = params[0];
+    p.padding = params[1];
+    p.dilation = params[2];
+    p.deformable_groups = params[3];
+    int const dummy = 0;
+    std::string const e = adnet::dcn::validateLaunch(dtype, &dummy, &dummy, &dummy, &dummy, &dummy, dims[0], dims[1],
+                                                     dims[2], dims[3], dims[4], dims[5], dims[6], p);
+    if (!e.empty()) {
+        std::fprintf(stderr, "%s\n", e.c_str());
+        return 2;
+    }
+    return dtype == 1 ? run<__half>(dims, params, argv[13]) : run<float>(dims, params, argv[13]);
+}

@@ -1,0 +1,101 @@
+"""The CUDA kernel's own source (plugins/dcnv2/dcnv2_kernel.cuh) executed on the CPU, against the CPU twin.
+
+tests/dcnv2_emulation/kernel_emulation.cpp compiles the kernel as host C++: a block is kThreads std::threads with
+a barrier for __syncthreads, __shared__ is one static array, WMMA is a host stand-in that also checks WMMA's
+alignment rules; AddressSanitizer and UBSan watch every access. This tests the tiling, the guards for sizes that
+are not tile multiples, the shared-memory layout, the barriers and the FP16 rounding points where no GPU exists.
+What it cannot test: real tensor cores, __ldg, timing, and the launch on a device (tests/test_dcnv2_cuda.py).
+"""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plugins.dcnv2 import contract
+from plugins.dcnv2.cpu import dcnv2_forward
+from tests.factories import fresh_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+DCN_DIR = ROOT / "plugins" / "dcnv2"
+EMU_DIR = Path(__file__).resolve().parent / "dcnv2_emulation"
+
+
+def _cuda_include():
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "include" / "cuda_fp16.h").exists():
+            return Path(home) / "include"
+    return None
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    cxx = os.environ.get("CXX", "g++")
+    include = _cuda_include()
+    if shutil.which(cxx) is None or include is None:
+        pytest.skip("needs g++ and the CUDA toolkit headers (cuda_fp16.h; set CUDA_HOME) to compile the kernel "
+                    "source for the CPU")
+    out = tmp_path_factory.mktemp("emulation")
+    contract.main(["--header", str(out / "include" / "dcnv2_contract.h")])
+    exe = out / "kernel_emulation"
+    base = [cxx, "-std=c++20", "-O1", "-g", "-pthread", "-ffp-contract=off", "-Wall", "-Wextra",
+            "-Wno-unknown-pragmas", f"-I{EMU_DIR}", f"-I{DCN_DIR}", f"-I{out / 'include'}", "-isystem",
+            str(include), str(EMU_DIR / "kernel_emulation.cpp"), str(DCN_DIR / "dcnv2_core.cpp"), "-o", str(exe)]
+    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    result = subprocess.run(base[:1] + sanitizers + base[1:], capture_output=True, text=True)
+    if result.returncode != 0:  # a toolchain without the sanitizer runtimes: still run the emulation
+        result = subprocess.run(base, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr, result.stderr
+    return exe
+
+
+def run_emulated(exe, tmp_path, dtype, x, offset_mask, weight, bias, s, p, d, dg):
+    np_dtype = np.float16 if dtype == "float16" else np.float32
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    ho, wo = offset_mask.shape[2:]
+    for name, a in (("x", x), ("offset_mask", offset_mask), ("weight", weight), ("bias", bias)):
+        np.ascontiguousarray(a, dtype=np_dtype).tofile(tmp_path / f"{name}.bin")
+    np.full((n, cout, ho, wo), np.nan, dtype=np_dtype).tofile(tmp_path / "y.bin")  # poison
+    code = "1" if dtype == "float16" else "0"
+    result = subprocess.run([str(exe), code, *map(str, (n, c, h, w, cout, kh, kw, s, p, d, dg)), str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return np.fromfile(tmp_path / "y.bin", dtype=np_dtype).reshape(n, cout, ho, wo)
+
+
+# (batch, C, H, W, Cout, kh, kw, stride, padding, dilation, dg): each exercises a different part of the tiling.
+CASES = [
+    (1, 64, 12, 20, 64, 3, 3, 1, 1, 1, 8),   # ADNet's layer: one step per group, pixel tail in the last tile
+    (2, 12, 9, 11, 70, 3, 3, 2, 2, 2, 1),    # Cout 70: two channel tiles; dg 1: a group needs 2 steps
+    (1, 3, 14, 15, 5, 10, 10, 1, 4, 1, 3),   # K = 100 > rows per step: taps split across steps
+    (1, 20, 7, 9, 6, 1, 1, 1, 0, 1, 4),      # 1x1 kernel: 5-row steps padded to the MMA k-step
+    (1, 6, 10, 13, 7, 2, 3, 3, 0, 1, 2),     # non-square kernel, stride 3, no padding
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_emulated_kernel_matches_the_twin(emulator, tmp_path, case):
+    n, c, h, w, cout, kh, kw, s, p, d, dg = case
+    rng = np.random.default_rng(fresh_generator().initial_seed())
+    ho, wo, k = (h + 2 * p - d * (kh - 1) - 1) // s + 1, (w + 2 * p - d * (kw - 1) - 1) // s + 1, kh * kw
+    x = rng.standard_normal((n, c, h, w))
+    om = np.concatenate([rng.standard_normal((n, 2 * dg * k, ho, wo)) * 3,
+                         rng.standard_normal((n, dg * k, ho, wo)) * 2], axis=1)
+    weight = rng.standard_normal((cout, c, kh, kw)) / np.sqrt(c * k)
+    bias = rng.standard_normal(cout)
+    for dtype in ("float32", "float16"):
+        got = run_emulated(emulator, tmp_path, dtype, x, om, weight, bias, s, p, d, dg)
+        assert not np.isnan(got).any(), "the kernel left poisoned outputs unwritten"
+        twin = dcnv2_forward(x, om, weight, bias, stride=s, padding=p, dilation=d, deformable_groups=dg,
+                             dtype=dtype)
+        if dtype == "float32":
+            # Same products; the kernel accumulates with fmaf, the twin with separate multiply and add.
+            err = np.linalg.norm(got.astype(np.float64) - twin) / np.linalg.norm(twin.astype(np.float64))
+            assert err <= 1e-6
+        else:
+            # Same sampling code, same column rounding, and the emulated MMA sums in the twin's order: identical.
+            np.testing.assert_array_equal(got, twin)
