@@ -55,6 +55,7 @@ def header_text() -> str:
               for i, (n, _) in enumerate(FIELDS)]
     lines += [
         f"constexpr int32_t kNumInputs = {len(INPUT_NAMES)};",
+        "constexpr char const* kInputNames[kNumInputs] = {" + ", ".join(f'"{n}"' for n in INPUT_NAMES) + "};",
         f"constexpr int32_t kNumOutputs = {len(OUTPUT_NAMES)};",
         f"constexpr int32_t kOffsetBlocks = {OFFSET_BLOCKS};",
         f"constexpr int32_t kMaskBlocks = {MASK_BLOCKS};",

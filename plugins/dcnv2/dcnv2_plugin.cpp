@@ -1,0 +1,271 @@
+// AdnetDCNv2 as a TensorRT IPluginV3: translates TensorRT's shapes, types and fields to the pure core
+// (dcnv2_core.h) and launches its CUDA kernel. Boilerplate (status codes, logging, registration) is in plugin_base.h.
+#include "plugin_base.h"
+
+#include "dcnv2_core.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace adnet {
+namespace trt {
+namespace {
+
+namespace dcn = ::adnet::dcn;
+using nvinfer1::DataType;
+using nvinfer1::DimensionOperation;
+using nvinfer1::DimsExprs;
+using nvinfer1::DynamicPluginTensorDesc;
+using nvinfer1::IDimensionExpr;
+using nvinfer1::IExprBuilder;
+using nvinfer1::PluginFieldCollection;
+using nvinfer1::PluginFieldType;
+using nvinfer1::PluginTensorDesc;
+
+constexpr int32_t kX = 0;
+constexpr int32_t kOffsetMask = 1;
+constexpr int32_t kWeight = 2;
+constexpr int32_t kBias = 3;
+
+dcn::FieldType coreFieldType(PluginFieldType type)
+{
+    switch (type)
+    {
+    case PluginFieldType::kINT32: return dcn::FieldType::kInt32;
+    case PluginFieldType::kINT64: return dcn::FieldType::kInt64;
+    case PluginFieldType::kINT16: return dcn::FieldType::kInt16;
+    case PluginFieldType::kINT8: return dcn::FieldType::kInt8;
+    case PluginFieldType::kFLOAT32: return dcn::FieldType::kFloat32;
+    case PluginFieldType::kFLOAT64: return dcn::FieldType::kFloat64;
+    case PluginFieldType::kCHAR: return dcn::FieldType::kChar;
+    default: return dcn::FieldType::kOther;
+    }
+}
+
+std::string typeName(DataType type)
+{
+    switch (type)
+    {
+    case DataType::kFLOAT: return "FP32";
+    case DataType::kHALF: return "FP16";
+    case DataType::kBF16: return "BF16";
+    case DataType::kFP8: return "FP8";
+    case DataType::kINT8: return "INT8";
+    case DataType::kINT32: return "INT32";
+    case DataType::kINT64: return "INT64";
+    case DataType::kBOOL: return "BOOL";
+    case DataType::kUINT8: return "UINT8";
+    default: return "DataType " + std::to_string(static_cast<int32_t>(type));
+    }
+}
+
+bool supportedType(DataType type)
+{
+    return type == DataType::kFLOAT || type == DataType::kHALF;
+}
+
+dcn::DataType coreDataType(DataType type)
+{
+    ADNET_REQUIRE(supportedType(type), "tensors are " + typeName(type) + "; AdnetDCNv2 runs in FP32 or FP16");
+    return type == DataType::kHALF ? dcn::DataType::kFloat16 : dcn::DataType::kFloat32;
+}
+
+std::string dimsText(nvinfer1::Dims const& dims)
+{
+    std::string text = "[";
+    for (int32_t i = 0; i < dims.nbDims; ++i)
+    {
+        text += (i == 0 ? "" : ",") + std::to_string(dims.d[i]);
+    }
+    return text + "]";
+}
+
+// The build-time constants of a dims expression, -1 where a dim is only known at run time.
+nvinfer1::Dims knownDims(DimsExprs const& exprs)
+{
+    nvinfer1::Dims dims{};
+    dims.nbDims = exprs.nbDims;
+    for (int32_t i = 0; i < exprs.nbDims && i < nvinfer1::Dims::MAX_DIMS; ++i)
+    {
+        dims.d[i] = exprs.d[i]->isConstant() ? exprs.d[i]->getConstantValue() : -1;
+    }
+    return dims;
+}
+
+void requireRank(nvinfer1::Dims const& dims, int32_t input)
+{
+    int32_t const rank = input == kBias ? 1 : 4;
+    ADNET_REQUIRE(dims.nbDims == rank, std::string(dcn::kInputNames[input]) + " must have rank " + std::to_string(rank)
+                                           + ", got " + dimsText(dims));
+}
+
+dcn::Dims4 dims4(nvinfer1::Dims const& dims)
+{
+    return dcn::Dims4{dims.d[0], dims.d[1], dims.d[2], dims.d[3]};
+}
+
+class DCNv2Plugin final : public PluginBase<DCNv2Plugin>
+{
+public:
+    static constexpr char const* kName = dcn::kPluginName;
+    static constexpr char const* kVersion = dcn::kPluginVersion;
+    static constexpr char const* kNamespace = dcn::kPluginNamespace;
+    static constexpr int32_t kNbInputs = dcn::kNumInputs;
+    static constexpr int32_t kNbOutputs = dcn::kNumOutputs;
+    static constexpr int32_t kNbFields = dcn::kNumFields;
+    static constexpr char const* const (&kFieldNames)[kNbFields] = dcn::kFieldNames;
+
+    explicit DCNv2Plugin(dcn::Params const& params)
+        : mParams(params)
+    {
+    }
+
+    static std::unique_ptr<DCNv2Plugin> fromFields(PluginFieldCollection const& fc)
+    {
+        dcn::Params params;
+        for (int32_t i = 0; i < fc.nbFields; ++i)
+        {
+            nvinfer1::PluginField const& field = fc.fields[i];
+            ADNET_REQUIRE(field.name != nullptr, "field " + std::to_string(i) + " has no name");
+            std::string const error
+                = dcn::setField(params, field.name, coreFieldType(field.type), field.data, field.length);
+            ADNET_REQUIRE(error.empty(), error);
+        }
+        std::string const error = dcn::validate(params);
+        ADNET_REQUIRE(error.empty(), error);
+        return std::make_unique<DCNv2Plugin>(params);
+    }
+
+    void fieldValues(int32_t (&values)[kNbFields]) const
+    {
+        dcn::toFields(mParams, values);
+    }
+
+    // y has the type of x; the inputs must agree (a strongly typed network passes them through unchanged).
+    void outputTypes(DataType* out, DataType const* in) const
+    {
+        ADNET_REQUIRE(supportedType(in[kX]),
+                      "x is " + typeName(in[kX]) + "; all four inputs must be FP32, or all FP16");
+        for (int32_t i = 1; i < kNbInputs; ++i)
+        {
+            ADNET_REQUIRE(in[i] == in[kX], std::string(dcn::kInputNames[i]) + " is " + typeName(in[i]) + " but x is "
+                                               + typeName(in[kX]) + "; all four inputs must be FP32, or all FP16");
+        }
+        out[0] = in[kX];
+    }
+
+    // y = [B, Cout, Ho, Wo], Ho = (H + 2p - d*(kh-1) - 1) / s + 1 (likewise Wo), as dimension expressions so that
+    // B, H and W may stay dynamic.
+    void outputShapes(DimsExprs const* in, DimsExprs* out, IExprBuilder& eb) const
+    {
+        // Fails while the network is being parsed when the dims known by then (usually the channels) disagree.
+        nvinfer1::Dims known[kNbInputs];
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            known[i] = knownDims(in[i]);
+            requireRank(known[i], i);
+        }
+        requireShapes(known[kX], known[kOffsetMask], known[kWeight], known[kBias]);
+        DimsExprs const& x = in[kX];
+        DimsExprs const& weight = in[kWeight];
+        out[0].nbDims = 4;
+        out[0].d[0] = x.d[0];
+        out[0].d[1] = weight.d[0];
+        out[0].d[2] = outputLength(eb, *x.d[2], *weight.d[2]);
+        out[0].d[3] = outputLength(eb, *x.d[3], *weight.d[3]);
+    }
+
+    // Dense NCHW; all four inputs and the output FP32, or all FP16 (FP32 accumulation inside the kernel).
+    bool supports(int32_t pos, DynamicPluginTensorDesc const* inOut) const
+    {
+        PluginTensorDesc const& desc = inOut[pos].desc;
+        return desc.format == nvinfer1::TensorFormat::kLINEAR && supportedType(desc.type)
+            && (pos == 0 || desc.type == inOut[0].desc.type);
+    }
+
+    // Build time: dims may still hold -1 (dynamic B/H/W); the core skips the checks that need them, and
+    // shapeChange repeats the check with real dims.
+    void configure(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const*)
+    {
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            requireRank(in[i].desc.dims, i);
+        }
+        requireShapes(in[kX].desc.dims, in[kOffsetMask].desc.dims, in[kWeight].desc.dims, in[kBias].desc.dims);
+    }
+
+    // Sized for the largest shapes of the profile, as TensorRT asks.
+    size_t workspace(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const*) const
+    {
+        requireRank(in[kX].max, kX);
+        requireRank(in[kWeight].max, kWeight);
+        return dcn::workspaceSize(mParams, dims4(in[kX].max), dims4(in[kWeight].max), coreDataType(in[kX].desc.type));
+    }
+
+    void shapeChange(PluginTensorDesc const* in, PluginTensorDesc const*)
+    {
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            requireRank(in[i].dims, i);
+        }
+        requireShapes(in[kX].dims, in[kOffsetMask].dims, in[kWeight].dims, in[kBias].dims);
+    }
+
+    void execute(PluginTensorDesc const* inDesc, PluginTensorDesc const*, void const* const* in, void* const* out,
+                 void* workspace, cudaStream_t stream) const
+    {
+        nvinfer1::Dims const& x = inDesc[kX].dims;
+        nvinfer1::Dims const& weight = inDesc[kWeight].dims;
+        int32_t const status = adnet_dcn_forward_cuda(
+            static_cast<int32_t>(coreDataType(inDesc[kX].type)), in[kX], in[kOffsetMask], in[kWeight], in[kBias],
+            out[0], x.d[0], x.d[1], x.d[2], x.d[3], weight.d[0], weight.d[2], weight.d[3], mParams.stride,
+            mParams.padding, mParams.dilation, mParams.deformable_groups, workspace, stream);
+        ADNET_REQUIRE(status == 0, launchError(status));
+    }
+
+private:
+    IDimensionExpr const* outputLength(IExprBuilder& eb, IDimensionExpr const& in, IDimensionExpr const& kernel) const
+    {
+        // (in + 2p - (d*(k-1) + 1)) / s + 1
+        IDimensionExpr const* span = eb.operation(DimensionOperation::kSUM,
+            *eb.operation(DimensionOperation::kPROD, *eb.constant(mParams.dilation),
+                *eb.operation(DimensionOperation::kSUB, kernel, *eb.constant(1))),
+            *eb.constant(1));
+        IDimensionExpr const* padded = eb.operation(DimensionOperation::kSUM, in, *eb.constant(2 * mParams.padding));
+        IDimensionExpr const* steps = eb.operation(DimensionOperation::kFLOOR_DIV,
+            *eb.operation(DimensionOperation::kSUB, *padded, *span), *eb.constant(mParams.stride));
+        return eb.operation(DimensionOperation::kSUM, *steps, *eb.constant(1));
+    }
+
+    void requireShapes(nvinfer1::Dims const& x, nvinfer1::Dims const& offsetMask, nvinfer1::Dims const& weight,
+                       nvinfer1::Dims const& bias) const
+    {
+        std::string const error
+            = dcn::validateShapes(mParams, dims4(x), dims4(offsetMask), dims4(weight), bias.d[0]);
+        ADNET_REQUIRE(error.empty(), error);
+    }
+
+    static std::string launchError(int32_t status)
+    {
+        char const* detail = adnet_dcn_last_error();
+        if (status > 0)
+        {
+            detail = cudaGetErrorString(static_cast<cudaError_t>(status));
+        }
+        return "adnet_dcn_forward_cuda failed with status " + std::to_string(status)
+            + (detail != nullptr && *detail != '\0' ? std::string(": ") + detail : std::string());
+    }
+
+    dcn::Params mParams;
+};
+
+using DCNv2Creator = CreatorBase<DCNv2Plugin>;
+
+}  // namespace
+}  // namespace trt
+}  // namespace adnet
+
+ADNET_TENSORRT_PLUGIN_LIBRARY(adnet::trt::DCNv2Creator)

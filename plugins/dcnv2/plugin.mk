@@ -1,0 +1,50 @@
+# Build rules of the AdnetDCNv2 TensorRT plugin library (IPluginV3 adapter + pure core + CUDA kernels), included by
+# the top-level Makefile after dcnv2.mk (uses BUILD, DCN_DIR, GEN_INC, CONTRACT_H from there, PYTHON_SYS from the
+# Makefile). TensorRT comes from TRT_ROOT, else from the places the NGC TensorRT/Triton images and tarball installs
+# use; `make plugin TRT_INCLUDE=... TRT_LIB=...` overrides the search.
+
+TRT_ROOT     ?=
+TRT_MULTIARCH := $(shell uname -m)-linux-gnu
+TRT_INCLUDE_SEARCH = $(if $(TRT_ROOT),$(TRT_ROOT)/include,/usr/include/$(TRT_MULTIARCH) /usr/local/tensorrt/include)
+TRT_LIB_SEARCH = $(if $(TRT_ROOT),$(TRT_ROOT)/lib $(TRT_ROOT)/lib64,/usr/lib/$(TRT_MULTIARCH) /usr/local/tensorrt/lib)
+TRT_INCLUDE  ?= $(firstword $(foreach d,$(TRT_INCLUDE_SEARCH),$(if $(wildcard $(d)/NvInfer.h),$(d))))
+TRT_LIB      ?= $(firstword $(foreach d,$(TRT_LIB_SEARCH),$(if $(wildcard $(d)/libnvinfer.so),$(d))))
+
+# CUDA_HOME, NVCC, DCN_GENCODE and DCN_KERNEL_OBJS (core + CUDA kernel objects, -fPIC) come from dcnv2.mk.
+CUDA_INCLUDE ?= $(CUDA_HOME)/include
+
+DCN_PLUGIN_OBJ := $(BUILD)/dcnv2/dcnv2_plugin.o
+DCN_PLUGIN_SO  := $(BUILD)/libadnet_plugins.so
+PLUGIN_CXXFLAGS ?= -std=c++17 -O2 -fPIC -fvisibility=hidden -Wall -Wextra
+
+.PHONY: plugin compile-check check-tensorrt
+
+plugin: $(DCN_PLUGIN_SO) ## Build build/libadnet_plugins.so (needs TensorRT: NGC container, or TRT_ROOT=/path)
+
+check-tensorrt:
+	@if [ -z "$(TRT_INCLUDE)" ] || [ ! -f "$(TRT_INCLUDE)/NvInfer.h" ] || [ -z "$(TRT_LIB)" ]; then \
+	  echo "TensorRT not found: build inside the NGC TensorRT container (nvcr.io/nvidia/tensorrt:<ver>-py3)" \
+	    "or set TRT_ROOT=/path/to/TensorRT" >&2; \
+	  echo "  (looked for NvInfer.h in: $(TRT_INCLUDE_SEARCH); libnvinfer.so in: $(TRT_LIB_SEARCH))" >&2; \
+	  exit 1; \
+	fi
+
+$(DCN_PLUGIN_OBJ): $(DCN_DIR)/dcnv2_plugin.cpp $(DCN_DIR)/plugin_base.h $(DCN_DIR)/dcnv2_core.h $(CONTRACT_H) \
+                   | check-tensorrt
+	@mkdir -p $(@D)
+	$(CXX) $(PLUGIN_CXXFLAGS) -isystem $(TRT_INCLUDE) -isystem $(CUDA_INCLUDE) -I$(GEN_INC) -I$(DCN_DIR) -c $< -o $@
+
+# Linked by nvcc like the kernels library (cudart static: only the driver is needed at run time).
+# --no-undefined: a symbol missing from the core/kernel objects fails here, not at dlopen inside TensorRT.
+$(DCN_PLUGIN_SO): $(DCN_PLUGIN_OBJ) $(DCN_KERNEL_OBJS) | check-tensorrt
+	$(NVCC) -shared $(DCN_GENCODE) $^ -o $@ -L$(TRT_LIB) -lnvinfer -Xlinker --no-undefined
+	@echo "plugin: $@ (TensorRT from $(TRT_INCLUDE), $(TRT_LIB))"
+
+compile-check: ## Compile the TensorRT adapter against headers only: TRT_INCLUDE=/path/to/TensorRT/include
+	@if [ -z "$(TRT_INCLUDE)" ]; then \
+	  echo "compile-check: set TRT_INCLUDE=/path/to/TensorRT/include" \
+	    "(e.g. include/ of NVIDIA/TensorRT at a release tag)" >&2; \
+	  exit 1; \
+	fi
+	CXX="$(CXX)" PYTHON="$(PYTHON_SYS)" CUDA_INCLUDE="$(CUDA_INCLUDE)" BUILD="$(BUILD)" \
+	  $(DCN_DIR)/compile_check.sh "$(TRT_INCLUDE)"
