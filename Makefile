@@ -6,21 +6,27 @@ PYTHON_SYS ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.requirements.stamp
+# TensorRT-RTX's ONNX parser dlopens libtensorrt_rtx.so (unversioned; the wheel ships only .so.1) and aborts the
+# process without it: setup links it here, and Python must start with this folder on LD_LIBRARY_PATH.
+RTX_LINK_DIR := $(VENV)/lib/tensorrt_rtx_links
+RTX_LINK   := $(RTX_LINK_DIR)/libtensorrt_rtx.so
+RTX_ENV    = LD_LIBRARY_PATH=$(abspath $(RTX_LINK_DIR))$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}
 PYTEST_ARGS ?=
 
 CKPT       ?=
 LDR_DTYPE  ?= uint8
 BUILD      ?= build
-EXPORT_SRC := $(wildcard export/*.py) client/contract.py plugins/dcnv2/contract.py
+EXPORT_SRC := $(addprefix export/,adnet.py dcn.py checkpoint.py errors.py pipeline.py to_onnx.py surgery.py) \
+              client/contract.py client/hdr_math.py plugins/dcnv2/contract.py
 EXPORT_ARGS = $(if $(CKPT),--checkpoint $(CKPT)) --ldr-dtype $(LDR_DTYPE)
 ONNX_FILES := $(BUILD)/adnet.onnx $(BUILD)/adnet_fp16.onnx $(BUILD)/adnet_dcn_plugin.onnx $(BUILD)/adnet_dcn_plugin_fp16.onnx
 
-.PHONY: help setup test demo clean onnx FORCE
+.PHONY: help setup test demo clean onnx serve FORCE
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## Create .venv with the pinned CPU dependencies (idempotent)
+setup: $(STAMP) $(RTX_LINK) ## Create .venv with the pinned CPU dependencies (idempotent)
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -28,8 +34,12 @@ $(STAMP): requirements.txt
 	@touch $@
 	@echo "setup: $(VENV) is ready"
 
-test: $(STAMP) ## Run the CPU test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Order-only: (re)made when missing or dangling, not whenever the stamp is newer than the library.
+$(RTX_LINK): | $(STAMP)
+	$(PY) -m export.trt_compat --link-rtx $(RTX_LINK_DIR)
+
+test: $(STAMP) $(RTX_LINK) ## Run the CPU test suite (includes real TensorRT-RTX engine builds)
+	$(RTX_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 onnx: $(ONNX_FILES) ## Export ONNX (fp32 + fp16) and the plugin graphs; CKPT=path (else random weights), LDR_DTYPE=uint8|float16
 
@@ -50,16 +60,25 @@ $(BUILD)/adnet_dcn_plugin.onnx: $(BUILD)/adnet.onnx
 $(BUILD)/adnet_dcn_plugin_fp16.onnx: $(BUILD)/adnet_fp16.onnx
 	$(PY) -m export.surgery $< $@
 
-demo: ## End-to-end demo on the CPU server (arrives with the serving issue)
-	@echo "make demo: not available yet. The end-to-end demo (export -> Triton CPU server -> client -> out/*.hdr)"
-	@echo "arrives with the serving issue (#6). Today: 'make test' exercises ADNet, the DCN operator and the HDR math."
-	@exit 1
+HOST       ?= 127.0.0.1
+GRPC_PORT  ?= 8001
+HTTP_PORT  ?= 8000
+METRICS_PORT ?= 8002
+SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+serve: $(STAMP) $(if $(GPU),,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1 prints/runs the NGC command
+	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
+
+demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
+	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \
+		--grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf build out .pytest_cache
 
 # Plugin build rules (kernels, CPU twin, TensorRT plugin) live beside the plugin sources.
 include plugins/dcnv2/dcnv2.mk
+include plugins/dcnv2/plugin.mk
 
 # Engine build and verification (TensorRT on GPU hosts, TensorRT-RTX on CPU-only CI).
 include export/engine.mk

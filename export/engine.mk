@@ -1,1 +1,55 @@
-# Engine build rules, included by the top-level Makefile (filled in by the engine-build issue #5).
+# Engine build and verification, included by the top-level Makefile (after plugins/dcnv2/*.mk).
+#
+#   make engine                        GPU host with TensorRT (NGC container): C++ plugin + FP16 engine
+#                                      -> model_repository/gpu/adnet/1/model.plan + model.plan.json
+#   make engine ENGINE_BACKEND=rtx     CPU-only: TensorRT-RTX + the Python build-only stand-in -> build/rtx/model.plan
+#   make verify-engine                 GPU host: engine vs ONNX Runtime FP32 on synthetic scenes (>= 50 dB PSNR-mu)
+#
+# Variables: SIZE=BxHxW (opt), MIN=BxHxW, MAX=BxHxW (defaults in export/profiles.py: opt 1x1060x1900, the NTIRE
+# frame), WORKSPACE=MiB, OPT_LEVEL=0..5, ENGINE_OUT=path, ENGINE_PLUGIN=lib, ENGINE_ARGS=extra CLI flags,
+# ENGINE_PY=python (inside an NGC container without the venv: ENGINE_PY=python3).
+
+ENGINE_BACKEND ?= tensorrt
+ENGINE_IS_RTX  := $(filter rtx,$(ENGINE_BACKEND))
+ENGINE_PY      ?= $(PY)
+ENGINE_ONNX    ?= $(BUILD)/adnet_dcn_plugin_fp16.onnx
+ENGINE_ONNX_FP32 ?= $(BUILD)/adnet_dcn_plugin.onnx
+# TensorRT-RTX plans cannot be served by Triton: they stay out of the model repository.
+ENGINE_OUT     ?= $(if $(ENGINE_IS_RTX),$(BUILD)/rtx/model.plan,model_repository/gpu/adnet/1/model.plan)
+ENGINE_PLUGIN  ?= $(BUILD)/libadnet_plugins.so
+SIZE ?=
+MIN ?=
+MAX ?=
+WORKSPACE ?=
+OPT_LEVEL ?=
+ENGINE_ARGS ?=
+VERIFY_ARGS ?=
+
+# Python for the engine steps: the venv (default), or the container's own python3 (ENGINE_PY=python3), which needs
+# neither the venv nor `make setup`; then the ONNX files must already be in build/ (run `make onnx` elsewhere).
+ENGINE_USES_VENV := $(filter $(PY),$(ENGINE_PY))
+ENGINE_RUN = $(if $(ENGINE_IS_RTX),$(RTX_ENV) )$(ENGINE_PY)
+# TensorRT proper links the C++ plugin (plugin.mk builds it); TensorRT-RTX uses the stand-in unless ENGINE_PLUGIN
+# is given on the command line.
+ENGINE_PLUGIN_GIVEN := $(filter command line,$(origin ENGINE_PLUGIN))
+ENGINE_PLUGIN_ARG = $(if $(or $(ENGINE_PLUGIN_GIVEN),$(if $(ENGINE_IS_RTX),,yes)),--plugin $(ENGINE_PLUGIN))
+ENGINE_DEPS := $(if $(ENGINE_USES_VENV),$(ENGINE_ONNX) $(ENGINE_ONNX_FP32)) \
+	$(if $(ENGINE_IS_RTX),,$(ENGINE_PLUGIN))
+ENGINE_CLI_ARGS = --backend $(ENGINE_BACKEND) --onnx $(ENGINE_ONNX) --onnx-fp32 $(ENGINE_ONNX_FP32) \
+	--out $(ENGINE_OUT) $(ENGINE_PLUGIN_ARG) $(if $(SIZE),--opt $(SIZE)) $(if $(MIN),--min $(MIN)) \
+	$(if $(MAX),--max $(MAX)) $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(OPT_LEVEL),--opt-level $(OPT_LEVEL)) \
+	$(ENGINE_ARGS)
+
+.PHONY: engine verify-engine engine-preflight
+
+# Checked first (prerequisites are made in order), so that a machine without TensorRT stops with the fix instead of
+# failing somewhere in the plugin build.
+engine-preflight: $(if $(ENGINE_USES_VENV),$(STAMP) $(RTX_LINK))
+	@$(ENGINE_RUN) -m export.trt_compat --require $(ENGINE_BACKEND)
+
+engine: engine-preflight $(ENGINE_DEPS) ## FP16 engine + .json sidecar (GPU); ENGINE_BACKEND=rtx: CPU check; SIZE= MIN= MAX=
+	$(ENGINE_RUN) -m export.build_engine $(ENGINE_CLI_ARGS)
+
+verify-engine: engine-preflight $(if $(ENGINE_USES_VENV),$(BUILD)/adnet.onnx) ## Engine vs ONNX Runtime FP32: errors, PSNR-mu >= 50 dB (GPU)
+	$(ENGINE_RUN) -m export.verify_engine --engine $(ENGINE_OUT) --reference $(BUILD)/adnet.onnx \
+		$(if $(ENGINE_PLUGIN_GIVEN),--plugin $(ENGINE_PLUGIN)) $(VERIFY_ARGS)

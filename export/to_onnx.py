@@ -35,6 +35,7 @@ CORE_INPUTS = ("x1", "x2", "x3")
 CORE_OUTPUT = "hdr_gamma"
 MAX_SIDE = 8192  # the largest H or W the dynamic shapes admit
 MAX_BATCH = 64
+RANDOM_WEIGHTS = "random, seed"  # adnet.weights metadata prefix of graphs exported without a checkpoint
 
 
 def build_network(checkpoint: Optional[str] = None, seed: int = 0, log=print) -> torch.nn.Module:
@@ -68,8 +69,12 @@ def _dynamic_shapes(core: bool):
 
 
 def export_onnx(net: torch.nn.Module, out: str | Path, *, core: bool = False, precision: str = "fp32",
-                ldr_dtype: str = contract.DEFAULT_LDR_DTYPE, verbose: bool = False) -> Path:
-    """Export `net` (an ADNet) to `out`; returns the path. The graph is checked with onnx.checker (full)."""
+                ldr_dtype: str = contract.DEFAULT_LDR_DTYPE, weights: str = "unspecified",
+                verbose: bool = False) -> Path:
+    """Export `net` (an ADNet) to `out`; returns the path. The graph is checked with onnx.checker (full).
+
+    `weights` describes where the weights came from; it is stored in the model's metadata (adnet.weights), so
+    that later stages can say whether they serve a trained model or random weights."""
     if precision not in PRECISIONS:
         raise PipelineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if ldr_dtype not in LDR_TORCH_DTYPES:
@@ -87,7 +92,7 @@ def export_onnx(net: torch.nn.Module, out: str | Path, *, core: bool = False, pr
             custom_translation_table=onnx_translation_table(), dynamic_shapes=_dynamic_shapes(core),
             input_names=inputs, output_names=outputs, verbose=False)
         program.save(str(out))
-    _annotate(out, core=core, precision=precision, ldr_dtype=ldr_dtype)
+    _annotate(out, core=core, precision=precision, ldr_dtype=ldr_dtype, weights=weights)
     check_onnx(out)
     return out
 
@@ -147,8 +152,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.precision not in PRECISIONS:
             raise PipelineError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
         net = build_network(args.checkpoint, args.seed, log=lambda m: print(m, file=sys.stderr))
+        weights = f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else f"{RANDOM_WEIGHTS} {args.seed}"
         path = export_onnx(net, args.out, core=args.core, precision=args.precision, ldr_dtype=args.ldr_dtype,
-                           verbose=args.verbose)
+                           weights=weights, verbose=args.verbose)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
