@@ -24,3 +24,9 @@ HDR_DTYPE = "float32"
 # Request limits, shared by both model variants (the GPU engine's profile bounds must lie within them).
 MIN_SIDE = 8      # smaller frames carry no scene; the network's coarsest level would be 2x2
 MAX_SIDE = 4096   # larger frames are refused before any work is done
+
+# Restricted endpoints (model repository control, shared memory) need this header key when the server has a token
+# (model_repository/server.py). Over gRPC, Triton expects the key with a fixed prefix: Triton 2.51 answers
+# "This protocol is restricted, expecting header 'triton-grpc-protocol-adnet-admin-key'" otherwise.
+ADMIN_HEADER = "adnet-admin-key"
+GRPC_ADMIN_HEADER = "triton-grpc-protocol-" + ADMIN_HEADER

@@ -36,7 +36,7 @@ __all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_comman
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CPU = Path(__file__).resolve().parent / "cpu" / contract.MODEL_NAME
 SOURCE_GPU_REPO = Path(__file__).resolve().parent / "gpu"
-ADMIN_HEADER = "adnet-admin-key"
+ADMIN_HEADER = contract.ADMIN_HEADER
 RESTRICTED = "model-repository,shared-memory"
 # Triton 2.51.0 (the python backend we run on CPU) is NGC release 24.10, which ships TensorRT 10.5: build the
 # plan and the plugin in nvcr.io/nvidia/tensorrt:24.10-py3 (or inside this Triton image) to match.

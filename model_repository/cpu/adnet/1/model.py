@@ -81,7 +81,8 @@ class TritonPythonModel:
             try:
                 self._check(ldr, ev)
             except RequestError as exc:
-                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses[index] = pb_utils.InferenceResponse(error=error)
                 continue
             groups[ldr.shape[1:]].append((index, ldr, ev))
         for members in groups.values():

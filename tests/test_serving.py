@@ -1,0 +1,141 @@
+"""The real Triton server (CPU variant): bad requests get clear errors while the server keeps serving, restricted
+endpoints, and start/stop leaving no process behind."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client import contract
+from model_repository.server import ADMIN_HEADER, TritonServer, docker_command, stage_cpu_repository
+from tests.conftest import free_port
+
+
+def tensor(name, array, triton_type=None):
+    triton_type = triton_type or {np.uint8: "UINT8", np.float32: "FP32", np.float16: "FP16"}[array.dtype.type]
+    t = grpcclient.InferInput(name, list(array.shape), triton_type)
+    t.set_data_from_numpy(array)
+    return t
+
+
+def good_inputs(h=16, w=20, batch=1):
+    rng = np.random.default_rng()
+    ldr = rng.integers(0, 256, (batch, 3, h, w, 3), dtype=np.uint8)
+    ev = np.tile(np.array([[-2.0, 0.0, 2.0]], np.float32), (batch, 1))
+    return ldr, ev
+
+
+def bad_requests():
+    ldr, ev = good_inputs()
+    return {
+        "wrong dtype": ([tensor("LDR", ldr.astype(np.float32)), tensor("EV", ev)], "data-type"),
+        "wrong rank": ([tensor("LDR", ldr[:, :, :, :, 0]), tensor("EV", ev)], "shape"),
+        "wrong channel count": ([tensor("LDR", np.concatenate([ldr, ldr[..., :1]], -1)), tensor("EV", ev)], "shape"),
+        "empty tensor": ([tensor("LDR", ldr[:, :, :0]), tensor("EV", ev)], "empty"),
+        "1x1 image": ([tensor("LDR", ldr[:, :, :1, :1]), tensor("EV", ev)], "too small"),
+        "over the size limit": ([tensor("LDR", np.zeros((1, 3, 8, contract.MAX_SIDE + 1, 3), np.uint8)),
+                                 tensor("EV", ev)], "over this server's limit"),
+        "NaN EV": ([tensor("LDR", ldr), tensor("EV", np.array([[np.nan, 0, 2]], np.float32))], "finite"),
+        "inf EV": ([tensor("LDR", ldr), tensor("EV", np.array([[-2, 0, np.inf]], np.float32))], "finite"),
+        "missing input": ([tensor("LDR", ldr)], "EV"),
+        "extra input": ([tensor("LDR", ldr), tensor("EV", ev), tensor("MASK", ev)], "MASK"),
+        "batch of mismatched shapes": ([tensor("LDR", np.concatenate([ldr, ldr])), tensor("EV", ev)], "batch"),
+    }
+
+
+@pytest.fixture(scope="module")
+def grpc(triton_cpu):
+    client = grpcclient.InferenceServerClient(triton_cpu.grpc_url)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("kind", list(bad_requests()))
+def test_bad_request_gets_a_clear_error_and_the_server_keeps_serving(grpc, kind):
+    inputs, expected = bad_requests()[kind]
+    with pytest.raises(InferenceServerException) as err:
+        grpc.infer(contract.MODEL_NAME, inputs, client_timeout=60)
+    message = str(err.value)
+    assert expected.lower() in message.lower(), message
+    assert grpc.is_server_live() and grpc.is_server_ready() and grpc.is_model_ready(contract.MODEL_NAME)
+
+
+def test_unknown_model(grpc):
+    ldr, ev = good_inputs()
+    with pytest.raises(InferenceServerException, match="nosuch"):
+        grpc.infer("nosuch", [tensor("LDR", ldr), tensor("EV", ev)])
+    assert grpc.is_server_ready()
+
+
+def test_good_requests_after_bad_ones_and_batches_are_split_correctly(grpc, graphs):
+    import onnxruntime as ort
+
+    ldr, ev = good_inputs(13, 27, batch=2)
+    ev[1] = [-1.0, 1.0, 3.0]
+    got = grpc.infer(contract.MODEL_NAME, [tensor("LDR", ldr), tensor("EV", ev)]).as_numpy("HDR")
+    want = ort.InferenceSession(str(graphs.path("pipeline")), providers=["CPUExecutionProvider"]).run(
+        None, {"LDR": ldr, "EV": ev})[0]
+    assert got.shape == (2, 13, 27, 3)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 1e-4
+
+
+def test_restricted_endpoints_need_the_token(graphs, tmp_path):
+    repo = stage_cpu_repository(graphs.path("pipeline"), tmp_path)
+    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(),
+                          admin_token="s3cret", stage=tmp_path)
+    with server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.get_system_shared_memory_status()
+        header = {contract.GRPC_ADMIN_HEADER: "s3cret"}
+        assert client.get_system_shared_memory_status(headers=header) is not None
+        assert client.is_model_ready(contract.MODEL_NAME)  # inference and health stay open
+        client.close()
+
+
+def test_a_server_listening_beyond_loopback_gets_a_token():
+    assert TritonServer("/nonexistent", host="0.0.0.0").admin_token
+    assert TritonServer("/nonexistent", host="127.0.0.1").admin_token is None
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_start_stop_leaves_no_process(graphs, tmp_path):
+    repo = stage_cpu_repository(graphs.path("pipeline"), tmp_path)
+    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=tmp_path)
+    server.start()
+    pgid = server.process.pid
+    stubs = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    assert len(stubs) >= 2  # tritonserver and its python backend stub
+    server.stop()
+    assert not _group_alive(pgid)
+    server.stop()  # idempotent
+
+
+def test_a_failing_start_reports_the_log_and_cleans_up(tmp_path):
+    from model_repository.server import ServerError
+
+    bogus = tmp_path / "repository" / contract.MODEL_NAME
+    (bogus / "1").mkdir(parents=True)
+    (bogus / "config.pbtxt").write_text('name: "adnet"\nbackend: "python"\n')
+    (bogus / "1" / "model.py").write_text("raise RuntimeError('broken model for the test')\n")
+    server = TritonServer(tmp_path / "repository", grpc_port=free_port(), http_port=free_port(),
+                          metrics_port=free_port(), stage=tmp_path)
+    with pytest.raises(ServerError, match="not ready|exited"):
+        server.start(timeout=30)
+    assert server.process is None
+
+
+def test_docker_command_for_gpu_hosts():
+    cmd = docker_command(admin_token="t")
+    assert "nvcr.io/nvidia/tritonserver:" in cmd and "--gpus all" in cmd
+    assert "--backend-config=tensorrt,plugins=/plugins/libadnet_plugins.so" in cmd
+    assert f"{ADMIN_HEADER}=t" in cmd
