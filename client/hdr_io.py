@@ -16,9 +16,10 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 import cv2  # noqa: E402
 
 from . import hdr_math  # noqa: E402
+from .errors import SceneError  # noqa: E402
 
 
-class ImageIOError(Exception):
+class ImageIOError(SceneError):
     """An image or exposure file is missing, unreadable or not in the expected format."""
 
 
@@ -73,8 +74,8 @@ def _imwrite(path, rgb, params=()):
     return path
 
 
-def read_ldr(path):
-    """Read an 8- or 16-bit PNG/TIFF LDR frame -> (float32 HWC RGB in [0, 1], bit depth 8 or 16)."""
+def read_ldr_raw(path):
+    """Read an 8- or 16-bit PNG/TIFF LDR frame as decoded -> (uint8 or uint16 HWC RGB, bit depth 8 or 16)."""
     path, img = _imread(path)
     if img.dtype == np.uint8:
         depth = 8
@@ -84,7 +85,13 @@ def read_ldr(path):
         raise ImageIOError(
             f"{path}: unsupported bit depth ({img.dtype}); LDR frames must be 8- or 16-bit "
             "integer PNG/TIFF")
-    return hdr_math.normalize_ldr(_to_rgb(path, img)), depth
+    return _to_rgb(path, img), depth
+
+
+def read_ldr(path):
+    """Read an 8- or 16-bit PNG/TIFF LDR frame -> (float32 HWC RGB in [0, 1], bit depth 8 or 16)."""
+    rgb, depth = read_ldr_raw(path)
+    return hdr_math.normalize_ldr(rgb), depth
 
 
 def read_ntire_gt(png_path, alignratio_path):
@@ -122,14 +129,10 @@ def write_ntire_gt(png_path, alignratio_path, hdr):
 
 
 def _three_stops(path, values):
-    arr = np.asarray(values, dtype=np.float64).ravel()
-    if arr.size != 3:
-        raise ImageIOError(
-            f"{path}: expected 3 EV stops (short, medium, long), found {arr.size}: {arr.tolist()}; "
-            "fix the exposures file")
-    if not np.all(np.isfinite(arr)):
-        raise ImageIOError(f"{path}: EV stops must be finite numbers, found {arr.tolist()}")
-    return arr
+    try:
+        return hdr_math.check_evs(values)
+    except ValueError as exc:
+        raise ImageIOError(f"{path}: {exc}") from exc
 
 
 def read_exposures_npy(path):

@@ -18,7 +18,7 @@ KALANTARI_GAMMA = 2.2
 MU = 5000.0
 
 
-def _three_evs(evs):
+def check_evs(evs):
     """Return `evs` as a float64 array of 3 finite stops, or raise ValueError."""
     arr = np.asarray(evs, dtype=np.float64).ravel()
     if arr.size != 3:
@@ -36,7 +36,7 @@ def relative_evs(evs):
 
     Only differences between exposures matter for alignment, so [-3, -1, 1] -> [-2, 0, 2].
     """
-    arr = _three_evs(evs)
+    arr = check_evs(evs)
     return arr - arr[1]
 
 
@@ -186,7 +186,7 @@ def ntire_psnr_mu(ref, res, percentile=99, gamma=NTIRE_GAMMA):
 def kalantari_linear_inputs(ldrs, evs, gamma=KALANTARI_GAMMA):
     """Kalantari's linear inputs ldr**gamma / 2**ev, EVs as given in exposure.txt (not relative)."""
     stack = _check_frames(ldrs).astype(np.float32)
-    ev = _three_evs(evs)
+    ev = check_evs(evs)
     return [(stack[i] ** gamma / 2.0 ** ev[i]).astype(np.float32) for i in range(3)]
 
 

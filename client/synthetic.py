@@ -5,17 +5,23 @@ sources far above the medium exposure's white point. Three exposures (short, med
 slightly shifted windows of a larger canvas (camera shake), with the NTIRE camera response (gamma 2.24), sensor
 noise, clipping and 8-bit quantisation. The ground truth is the medium window's radiance, as NTIRE stores it
 (gamma domain, before any clipping).
+
+CLI: python -m client.synthetic --out DIR [--size 128x192] [--seed N] [--count K] writes NTIRE-format scenes
+(`{id}_short|medium|long.png`, `{id}_exposures.npy`, `{id}_gt.png`, `{id}_alignratio.npy`), ids 0001, 0002, ...
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from client.hdr_math import NTIRE_GAMMA
 
-__all__ = ["Scene", "make_scene"]
+__all__ = ["Scene", "make_scene", "write_ntire_scene", "main"]
 
 
 @dataclass
@@ -70,3 +76,55 @@ def make_scene(h: int = 64, w: int = 96, seed: Optional[int] = None, evs=(-2.0, 
         ldrs[i] = np.round(gamma * 255).astype(np.uint8)
     gt = canvas[m:m + h, m:m + w] ** (1 / NTIRE_GAMMA)
     return Scene(ldrs=ldrs, evs=evs, gt_gamma=gt.astype(np.float32), shifts=shifts)
+
+
+def write_ntire_scene(scene: Scene, folder: str | Path, scene_id: str) -> list[Path]:
+    """Write `scene` in NTIRE format under `folder`; returns the files written."""
+    from client import hdr_io  # OpenCV only where files are written; make_scene stays numpy-only
+
+    folder = Path(folder)
+    paths = [hdr_io.write_png8(folder / f"{scene_id}_{role}.png", ldr)
+             for role, ldr in zip(("short", "medium", "long"), scene.ldrs)]
+    exposures = folder / f"{scene_id}_exposures.npy"
+    np.save(exposures, scene.evs.astype(np.float64))
+    gt, ratio = folder / f"{scene_id}_gt.png", folder / f"{scene_id}_alignratio.npy"
+    hdr_io.write_ntire_gt(gt, ratio, scene.gt_gamma)
+    return paths + [exposures, gt, ratio]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 128x192, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m client.synthetic",
+                                     description="Write synthetic HDR scenes with ground truth in NTIRE format.")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--size", type=_size, default=(128, 192), metavar="HxW", help="frame size (default 128x192)")
+    parser.add_argument("--seed", type=int, help="seed of the first scene (scene i uses seed + i); random if unset")
+    parser.add_argument("--count", type=int, default=1, help="number of scenes (default 1)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors: return argparse's code instead of exiting the caller
+        return int(exc.code or 0)
+    if args.count < 1:
+        print("error: --count must be at least 1", file=sys.stderr)
+        return 2
+    h, w = args.size
+    for i in range(args.count):
+        scene_id = f"{i + 1:04d}"
+        seed = None if args.seed is None else args.seed + i
+        scene = make_scene(h, w, seed=seed)
+        write_ntire_scene(scene, args.out, scene_id)
+        print(f"wrote {args.out / scene_id}_*: {h}x{w}, EV stops {scene.evs.tolist()}, seed {seed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -255,6 +255,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("(not run: needs docker, an NVIDIA GPU, the plan from `make engine` and the plugin from `make plugin`)",
               file=sys.stderr)
         return 0
+    # The server runs in its own session: turn SIGTERM into SystemExit so that `finally` stops it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         repo = stage_cpu_repository(args.onnx, ROOT / "build" / "triton")
         server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,

@@ -115,7 +115,7 @@ def test_read_exposures(tmp_path):
 def test_read_exposures_errors(tmp_path):
     bad = tmp_path / "two_exposures.npy"
     np.save(bad, np.array([0.0, 1.0]))
-    with pytest.raises(ImageIOError, match=r"two_exposures\.npy: expected 3 EV stops.*found 2"):
+    with pytest.raises(ImageIOError, match=r"two_exposures\.npy: expected exactly 3 EV stops.*got 2"):
         hdr_io.read_exposures_npy(bad)
     nan = tmp_path / "nan_exposures.npy"
     np.save(nan, np.array([0.0, np.nan, 1.0]))
@@ -126,7 +126,7 @@ def test_read_exposures_errors(tmp_path):
     with pytest.raises(ImageIOError, match="only numbers"):
         hdr_io.read_exposure_txt(txt)
     txt.write_text("0 2 4 6")
-    with pytest.raises(ImageIOError, match="found 4"):
+    with pytest.raises(ImageIOError, match="got 4"):
         hdr_io.read_exposure_txt(txt)
     with pytest.raises(ImageIOError, match="file not found"):
         hdr_io.read_exposure_txt(tmp_path / "none.txt")
