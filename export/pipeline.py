@@ -18,6 +18,8 @@ Choices:
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,12 +38,19 @@ def pad_amount(size):
     return (SIZE_MULTIPLE - size % SIZE_MULTIPLE) % SIZE_MULTIPLE
 
 
+def _in_dtype(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """`net` itself when it already has `dtype`, else a converted copy: the caller's network is never changed."""
+    if all(p.dtype == dtype for p in net.parameters()):
+        return net
+    return copy.deepcopy(net).to(dtype)
+
+
 class ADNetPipeline(nn.Module):
     """LDR [B,3,H,W,3] + EV [B,3] -> linear HDR [B,H,W,3] float32, any H and W."""
 
     def __init__(self, net: nn.Module, compute_dtype: torch.dtype = torch.float32, gamma: float = NTIRE_GAMMA):
         super().__init__()
-        self.net = net.to(compute_dtype)
+        self.net = _in_dtype(net, compute_dtype)
         self.compute_dtype = compute_dtype
         self.gamma = gamma
 
@@ -74,7 +83,7 @@ class ADNetCore(nn.Module):
 
     def __init__(self, net: nn.Module, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.net = net.to(compute_dtype)
+        self.net = _in_dtype(net, compute_dtype)
         self.compute_dtype = compute_dtype
 
     def forward(self, x1: Tensor, x2: Tensor, x3: Tensor) -> Tensor:

@@ -136,3 +136,9 @@ def test_cli_rejects_a_checkpoint_with_wrong_keys(tmp_path, capsys):
     assert to_onnx.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err
     assert "missing keys (110)" in err and "unexpected keys (1): conv.weight" in err
+
+
+def test_fp16_export_leaves_the_callers_network_in_float32(tmp_path):
+    net = random_adnet(5)
+    to_onnx.export_onnx(net, tmp_path / "fp16.onnx", core=True, precision="fp16")
+    assert all(p.dtype == torch.float32 for p in net.parameters())
