@@ -82,3 +82,6 @@ include plugins/dcnv2/plugin.mk
 
 # Engine build and verification (TensorRT on GPU hosts, TensorRT-RTX on CPU-only CI).
 include export/engine.mk
+
+# Benchmarks (latency, serving, accuracy; `make bench QUICK=1` on a CPU).
+include benchmarks/bench.mk

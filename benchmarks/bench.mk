@@ -1,0 +1,33 @@
+# Benchmarks (benchmarks/README.md), included by the top-level Makefile.
+#
+#   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
+#                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
+#   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU
+#
+# Variables: QUICK=1, SIZES=HxW,HxW (run on every backend, CPU ones too), DATA=NTIRE-format folder (accuracy vs
+# ground truth), BENCH_OUT=results folder (default benchmarks/results), URL=host:port of a running Triton (e.g. the
+# GPU server from `make serve GPU=1`) instead of the CPU one started here, CKPT= (re-exports the graphs, as for
+# `make onnx`; the PyTorch reference reads its weights from build/adnet.onnx),
+# BENCH_PY=python with a CUDA build of torch (+ TensorRT, cuda-python) on GPU hosts (default: the venv; then the
+# ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
+
+BENCH_OUT  ?= benchmarks/results
+BENCH_PY   ?= $(PY)
+BENCH_ARGS ?=
+QUICK ?=
+SIZES ?=
+DATA  ?=
+URL   ?=
+BENCH_USES_VENV := $(filter $(PY),$(BENCH_PY))
+BENCH_ONNX := $(BUILD)/adnet.onnx $(BUILD)/adnet_fp16.onnx $(BUILD)/adnet_dcn_plugin.onnx \
+              $(BUILD)/adnet_dcn_plugin_fp16.onnx
+BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--sizes $(SIZES)) \
+	$(if $(DATA),--data $(DATA)) $(if $(URL),--url $(URL)) \
+	--out $(BENCH_OUT) --work $(BUILD)/bench \
+	--onnx $(BUILD)/adnet.onnx --onnx-fp16 $(BUILD)/adnet_fp16.onnx \
+	--onnx-plugin $(BUILD)/adnet_dcn_plugin.onnx --onnx-plugin-fp16 $(BUILD)/adnet_dcn_plugin_fp16.onnx
+
+.PHONY: bench
+
+bench: $(if $(BENCH_USES_VENV),$(STAMP) $(BENCH_ONNX)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
+	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
