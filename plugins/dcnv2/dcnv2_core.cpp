@@ -271,6 +271,23 @@ std::string setField(Params& p, char const* name, FieldType type, void const* da
 
 void setLastError(std::string const& message) { tLastError = message; }
 
+bool acceptLaunch(int32_t dtype, void const* x, void const* offsetMask, void const* weight, void const* bias,
+                  void const* y, int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw,
+                  int32_t stride, int32_t padding, int32_t dilation, int32_t deformableGroups)
+{
+    Params p;
+    p.stride = stride;
+    p.padding = padding;
+    p.dilation = dilation;
+    p.deformable_groups = deformableGroups;
+    std::string const e = validateLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, p);
+    if (!e.empty()) {
+        setLastError(e);
+        return false;
+    }
+    return true;
+}
+
 }  // namespace dcn
 }  // namespace adnet
 

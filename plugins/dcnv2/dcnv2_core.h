@@ -45,6 +45,12 @@ std::string validateLaunch(int32_t dtype, void const* x, void const* offsetMask,
                            void const* bias, void const* y, int64_t n, int64_t c, int64_t h, int64_t w,
                            int64_t cout, int64_t kh, int64_t kw, Params const& p);
 
+// validateLaunch for the C ABI launchers, from their scalar arguments; a failure is recorded with setLastError.
+// True when the launch may proceed.
+bool acceptLaunch(int32_t dtype, void const* x, void const* offsetMask, void const* weight, void const* bias,
+                  void const* y, int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw,
+                  int32_t stride, int32_t padding, int32_t dilation, int32_t deformableGroups);
+
 // Output length along one axis: floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1; 0 when the input is too small
 // for the kernel, -1 when `in` is unknown (-1).
 int64_t outputLength(int64_t in, int64_t kernel, int32_t stride, int32_t padding, int32_t dilation);

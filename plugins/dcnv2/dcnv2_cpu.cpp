@@ -109,14 +109,8 @@ extern "C" int32_t adnet_dcn_forward_cpu(int32_t dtype, void const* x, void cons
                                          int64_t cout, int64_t kh, int64_t kw, int32_t stride, int32_t padding,
                                          int32_t dilation, int32_t deformableGroups)
 {
-    dcn::Params p;
-    p.stride = stride;
-    p.padding = padding;
-    p.dilation = dilation;
-    p.deformable_groups = deformableGroups;
-    std::string const e = dcn::validateLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, p);
-    if (!e.empty()) {
-        dcn::setLastError(e);
+    if (!dcn::acceptLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, stride, padding, dilation,
+                           deformableGroups)) {
         return -1;
     }
     if (n == 0) {

@@ -56,14 +56,8 @@ extern "C" int32_t adnet_dcn_forward_cuda(int32_t dtype, void const* x, void con
                                           void* stream)
 {
     namespace dcn = adnet::dcn;
-    dcn::Params p;
-    p.stride = stride;
-    p.padding = padding;
-    p.dilation = dilation;
-    p.deformable_groups = deformableGroups;
-    std::string const e = dcn::validateLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, p);
-    if (!e.empty()) {
-        dcn::setLastError(e);
+    if (!dcn::acceptLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, stride, padding, dilation,
+                           deformableGroups)) {
         return -1;
     }
     dcn::ForwardProblem const problem{n, c, h, w, cout, kh, kw, stride, padding, dilation, deformableGroups};
