@@ -4,8 +4,6 @@ Skipped without a CUDA GPU (CI has none). On a GPU box: `make kernels` (nvcc) is
 Tensors are torch CUDA tensors handed to the C ABI through ctypes on a non-default stream; outputs are poisoned
 with NaN first.
 """
-import ctypes
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,26 +16,22 @@ if not torch.cuda.is_available():
                 allow_module_level=True)
 
 from plugins.dcnv2.cpu import dcnv2_forward  # noqa: E402
+from plugins.dcnv2.cuda import KERNELS_LIBRARY, find_nvcc, load_kernels  # noqa: E402
 from tests.factories import fresh_generator  # noqa: E402
 from tests.test_dcnv2_twin import as_fp16_values, make_case, reference, rel_err  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ROOT / "build" / "libadnet_dcn_kernels.so"
 
 
 @pytest.fixture(scope="module")
 def kernels():
-    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
+    if find_nvcc():
         result = subprocess.run(["make", "kernels"], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
-    elif not LIBRARY.exists():
-        pytest.skip(f"{LIBRARY} is missing and nvcc was not found: build it with `make kernels` on a CUDA machine")
-    lib = ctypes.CDLL(str(LIBRARY))
-    i32, i64, ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
-    lib.adnet_dcn_forward_cuda.argtypes = [i32, ptr, ptr, ptr, ptr, ptr, *[i64] * 7, *[i32] * 4, ptr, ptr]
-    lib.adnet_dcn_forward_cuda.restype = i32
-    lib.adnet_dcn_last_error.restype = ctypes.c_char_p
-    return lib
+    elif not KERNELS_LIBRARY.exists():
+        pytest.skip(f"{KERNELS_LIBRARY} is missing and nvcc was not found: build it with `make kernels` on a CUDA "
+                    "machine")
+    return load_kernels()
 
 
 def run_cuda(lib, x, om, w, b, s, p, d, dg, dtype):

@@ -4,7 +4,6 @@ References are independent of the twin: tests.reference.dcn_naive (float64 loops
 larger shapes, with mask = sigmoid(logits) computed in float64. Outputs are poisoned with NaN before every call.
 """
 import ctypes
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from export.dcn import deform_conv2d
 from plugins.dcnv2 import contract
 from plugins.dcnv2.cpu import dcnv2_forward, load_library
+from plugins.dcnv2.cuda import find_nvcc
 from tests.factories import fresh_generator
 from tests.reference import dcn_naive
 
@@ -402,7 +402,7 @@ def test_set_field_rejects_with_a_message(name, type_name, value, length, match)
 # ---- CUDA sources compile (no GPU needed) --------------------------------------------------------------------------
 
 def test_nvcc_compiles_the_kernel(tmp_path):
-    nvcc = shutil.which("nvcc") or next((str(p) for p in [Path("/usr/local/cuda/bin/nvcc")] if p.exists()), None)
+    nvcc = find_nvcc()
     if nvcc is None:
         pytest.skip("nvcc not found (CUDA toolkit not installed): the kernel compile check needs it")
     contract.main(["--header", str(tmp_path / "include" / "dcnv2_contract.h")])

@@ -20,7 +20,6 @@ import ctypes
 import datetime
 import json
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-LIBRARY = ROOT / "build" / "libadnet_dcn_kernels.so"
+from plugins.dcnv2.cuda import KERNELS_LIBRARY as LIBRARY  # noqa: E402
+from plugins.dcnv2.cuda import find_nvcc  # noqa: E402
+from plugins.dcnv2.cuda import load_kernels as bind_kernels  # noqa: E402
 SIZES = ((1060, 1900), (530, 950), (265, 475))
 C = COUT = 64
 KH = KW = 3
@@ -50,17 +51,12 @@ def no_gpu_message() -> str | None:
 
 def load_kernels(build: bool) -> ctypes.CDLL:
     if build:
-        if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
+        if find_nvcc():
             subprocess.run(["make", "-C", str(ROOT), "kernels"], check=True)
         elif not LIBRARY.exists():
             raise SystemExit(f"bench_dcn: nvcc not found and {LIBRARY} missing: install the CUDA toolkit or build "
                              "the library elsewhere (`make kernels`)")
-    lib = ctypes.CDLL(str(LIBRARY))
-    i32, i64, ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
-    lib.adnet_dcn_forward_cuda.argtypes = [i32, ptr, ptr, ptr, ptr, ptr, *[i64] * 7, *[i32] * 4, ptr, ptr]
-    lib.adnet_dcn_forward_cuda.restype = i32
-    lib.adnet_dcn_last_error.restype = ctypes.c_char_p
-    return lib
+    return bind_kernels(LIBRARY)
 
 
 def time_ms(fn, iters: int, warmup: int) -> float:
@@ -200,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lib = load_kernels(build=not args.no_build)
     props = torch.cuda.get_device_properties(0)
-    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    nvcc = find_nvcc() or "nvcc"
     try:
         lines = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.splitlines()
         nvcc_version = next((line for line in lines if "release" in line), "unknown")
