@@ -36,7 +36,7 @@ from benchmarks.backends import Unavailable
 from benchmarks.inputs import Frame
 from benchmarks.stats import summarize
 
-__all__ = ["Endpoint", "endpoint", "start_cpu_server", "free_port", "LevelResult", "run_loadgen", "PerfAnalyzer",
+__all__ = ["Endpoint", "endpoint", "start_cpu_server", "LevelResult", "run_loadgen", "PerfAnalyzer",
            "TRANSPORTS"]
 
 TRANSPORTS = ("grpc", "system_shm", "cuda_shm")
@@ -48,12 +48,6 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -96,7 +90,7 @@ def endpoint(url: str) -> Endpoint:
 
 def start_cpu_server(onnx: Path, stage: Path):
     """A tritonserver (model_repository/cpu: python backend + ONNX Runtime) on free loopback ports; started."""
-    from model_repository.server import TritonServer, stage_cpu_repository
+    from model_repository.server import TritonServer, free_port, stage_cpu_repository
 
     repo = stage_cpu_repository(onnx, stage)
     server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)

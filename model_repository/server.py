@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -30,7 +31,7 @@ from typing import Optional
 
 from client import contract
 
-__all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "ADMIN_HEADER",
+__all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "free_port", "ADMIN_HEADER",
            "NGC_TRITON_TAG", "RESTRICTED"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,13 @@ def stage_cpu_repository(onnx_path: str | Path, stage: str | Path) -> Path:
     (version / "model.py").symlink_to(SOURCE_CPU / "1" / "model.py")
     shutil.copyfile(onnx_path, version / "adnet.onnx")
     return repo
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for tests and benchmarks that start their own server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _is_loopback(host: str) -> bool:

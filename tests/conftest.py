@@ -45,18 +45,10 @@ def graphs(tmp_path_factory):
     return exported
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def triton_cpu(graphs, tmp_path_factory):
     """A real tritonserver (CPU repository, the session's random-weight pipeline ONNX) on free loopback ports."""
-    from model_repository.server import TritonServer, stage_cpu_repository
+    from model_repository.server import TritonServer, free_port, stage_cpu_repository
 
     stage = tmp_path_factory.mktemp("triton")
     repo = stage_cpu_repository(graphs.path("pipeline"), stage)

@@ -5,6 +5,7 @@
   from export/dcn.py's gather + matmul; fast enough for whole-network references.
 - `adnet_reference`: the official ADNet forward written functionally from a state dict, using the official
   parameter names, with DCN from `dcn_grid_sample`.
+- `rel_l2`: the relative L2 error every comparison in the suite uses.
 """
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def rel_l2(a, b) -> float:
+    """||a - b|| / ||b|| in float64 (numpy arrays or CPU tensors)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def dcn_naive(x, offset, weight, bias=None, stride=1, padding=0, dilation=1, mask=None):

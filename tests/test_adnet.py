@@ -6,7 +6,7 @@ import torch
 
 from export.adnet import ADNet
 from tests.factories import random_official_state_dict, random_frames
-from tests.reference import adnet_reference
+from tests.reference import adnet_reference, rel_l2
 
 # The official state_dict of ADNet(6, 5, 64, 32) (liuzhen03/ADNet graphs/adnet.py + DCNv2/dcn_v2.py), in
 # registration order. This table is the contract that lets official checkpoints load with strict=True.
@@ -163,10 +163,6 @@ def test_wrong_channels_and_mismatched_frames_are_refused():
         ADNet(nChannel=3)
 
 
-def _rel_l2(a, b):
-    return float(torch.linalg.vector_norm(a.double() - b.double()) / torch.linalg.vector_norm(b.double()))
-
-
 @pytest.mark.parametrize("batch,h,w", [(1, 32, 48), (2, 24, 36)])
 def test_float32_matches_float64_reference_with_nonzero_offsets(batch, h, w):
     sd = random_official_state_dict()
@@ -184,5 +180,5 @@ def test_float32_matches_float64_reference_with_nonzero_offsets(batch, h, w):
     assert len(offsets) == 8 and min(offsets) > 0.5, offsets
     assert ref.abs().max() > 0.1 and (ref > 0).float().mean() > 0.02  # not all zero after the final ReLU
     assert out32.dtype == torch.float32 and out32.shape == (batch, 3, h, w)
-    assert _rel_l2(out64, ref) < 1e-10  # same architecture, bit for bit up to rounding
-    assert _rel_l2(out32, ref) <= 1e-4
+    assert rel_l2(out64, ref) < 1e-10  # same architecture, bit for bit up to rounding
+    assert rel_l2(out32, ref) <= 1e-4

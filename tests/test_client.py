@@ -25,7 +25,7 @@ from client.outputs import scene_metrics
 from client.scenes import FILES, KALANTARI, NTIRE, Scene, find_scenes, load_scenes, scene_from_files, synthetic_scene
 from client.synthetic import main as synthetic_main
 from client.synthetic import make_scene, write_ntire_scene
-from tests.conftest import free_port
+from model_repository.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(client.__file__).resolve().parent / "samples"

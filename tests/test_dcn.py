@@ -8,7 +8,7 @@ from onnx import TensorProto, helper
 
 from export.dcn import DCNPack, deform_conv2d, deform_conv_output_size, onnx_translation_table
 from tests.factories import fresh_generator
-from tests.reference import dcn_naive
+from tests.reference import dcn_naive, rel_l2
 
 # (batch, C, H, W, Cout, kh, kw, stride, padding, dilation, offset groups, weight groups, offset scale)
 CASES = [
@@ -34,11 +34,6 @@ def make_case(b, c, h, w, c_out, kh, kw, s, p, d, dg, groups, scale, dtype=torch
     return x, offset, weight, bias, mask, (s, p, d)
 
 
-def rel_err(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_float64_matches_naive_reference(case):
     x, offset, weight, bias, mask, (s, p, d) = make_case(*case)
@@ -53,7 +48,7 @@ def test_float32_within_1e5_of_float64_reference(case):
     x, offset, weight, bias, mask, (s, p, d) = make_case(*case)
     out = deform_conv2d(x.float(), offset.float(), weight.float(), bias.float(), s, p, d, mask.float())
     assert out.dtype == torch.float32
-    assert rel_err(out, dcn_naive(x, offset, weight, bias, s, p, d, mask)) <= 1e-5
+    assert rel_l2(out, dcn_naive(x, offset, weight, bias, s, p, d, mask)) <= 1e-5
 
 
 def test_samples_inside_outside_and_on_the_border():
@@ -98,7 +93,7 @@ def test_float16_is_close_and_keeps_subpixel_positions_at_large_coordinates():
     ref = deform_conv2d(x.half().double(), offset.half().double(), weight.half().double(), bias.half().double(),
                         s, p, d, mask.half().double())
     # float16 storage of the columns and a float16 matmul; positions near x=1500 keep their fractions.
-    assert rel_err(out.float(), ref) < 3e-3
+    assert rel_l2(out.float(), ref) < 3e-3
 
 
 def test_gradcheck():
@@ -137,7 +132,7 @@ def test_matches_onnxruntime_deformconv(case):
     groups, dg = x.shape[1] // weight.shape[1], offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
     ours = deform_conv2d(x, offset, weight, bias, s, p, d, mask)
     theirs = _ort_deform_conv(x, weight, offset, bias, mask, s, p, d, groups, dg)
-    assert rel_err(ours, theirs) <= 1e-5
+    assert rel_l2(ours, theirs) <= 1e-5
 
 
 def test_dcnpack_splits_offsets_and_mask_like_the_official_module():
@@ -200,7 +195,7 @@ def test_onnx_export_emits_one_deformconv_per_call(tmp_path):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"x": x.numpy(), "fea": fea.numpy()})[0]
     with torch.no_grad():
-        assert rel_err(got, model(x, fea)) <= 1e-5
+        assert rel_l2(got, model(x, fea)) <= 1e-5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
@@ -208,4 +203,4 @@ def test_cuda_matches_cpu():
     x, offset, weight, bias, mask, (s, p, d) = make_case(*CASES[1], dtype=torch.float32)
     cpu = deform_conv2d(x, offset, weight, bias, s, p, d, mask)
     gpu = deform_conv2d(*(t.cuda() for t in (x, offset, weight, bias)), s, p, d, mask.cuda())
-    assert rel_err(gpu.cpu(), cpu) <= 1e-5
+    assert rel_l2(gpu.cpu(), cpu) <= 1e-5

@@ -16,7 +16,7 @@ from plugins.dcnv2 import contract
 from plugins.dcnv2.cpu import dcnv2_forward, load_library
 from plugins.dcnv2.cuda import find_nvcc
 from tests.factories import fresh_generator
-from tests.reference import dcn_naive
+from tests.reference import dcn_naive, rel_l2
 
 ROOT = Path(__file__).resolve().parents[1]
 DCN_DIR = ROOT / "plugins" / "dcnv2"
@@ -74,11 +74,6 @@ def run_twin(x, offset_mask, weight, bias, s, p, d, dg, dtype):
     return out
 
 
-def rel_err(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 def as_fp16_values(*arrays):
     """The float16-representable inputs (as float64) that a float16 run actually sees."""
     return [np.asarray(a).astype(np.float16).astype(np.float64) for a in arrays]
@@ -89,7 +84,7 @@ def test_float32_matches_float64_naive_reference(case):
     *shape, s, p, d, dg, scale = case
     x, om, w, b = make_case(rng_from_fresh_seed(), *case)
     got = run_twin(x, om, w, b, s, p, d, dg, "float32")
-    assert rel_err(got, reference(x, om, w, b, s, p, d, dg)) <= 1e-5
+    assert rel_l2(got, reference(x, om, w, b, s, p, d, dg)) <= 1e-5
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -98,7 +93,7 @@ def test_float16_matches_float64_reference(case):
     x, om, w, b = as_fp16_values(*make_case(rng_from_fresh_seed(), *case))
     got = run_twin(x, om, w, b, s, p, d, dg, "float16")
     assert got.dtype == np.float16
-    assert rel_err(got, reference(x, om, w, b, s, p, d, dg)) <= 2e-3
+    assert rel_l2(got, reference(x, om, w, b, s, p, d, dg)) <= 2e-3
 
 
 def test_random_shapes_against_torch_float64():
@@ -113,10 +108,10 @@ def test_random_shapes_against_torch_float64():
         print("case", case)
         x, om, w, b = make_case(rng, *case)
         ref = reference(x, om, w, b, s, p, d, dg, naive=False)
-        assert rel_err(run_twin(x, om, w, b, s, p, d, dg, "float32"), ref) <= 1e-5
+        assert rel_l2(run_twin(x, om, w, b, s, p, d, dg, "float32"), ref) <= 1e-5
         x16, om16, w16, b16 = as_fp16_values(x, om, w, b)
         ref16 = reference(x16, om16, w16, b16, s, p, d, dg, naive=False)
-        assert rel_err(run_twin(x16, om16, w16, b16, s, p, d, dg, "float16"), ref16) <= 2e-3
+        assert rel_l2(run_twin(x16, om16, w16, b16, s, p, d, dg, "float16"), ref16) <= 2e-3
 
 
 def test_adnet_layer_shape_is_fast_and_accurate():
@@ -133,7 +128,7 @@ def test_adnet_layer_shape_is_fast_and_accurate():
         got = run_twin(*inputs, 1, 1, 1, 8, dtype)
         elapsed = time.perf_counter() - start
         print(f"{dtype}: {elapsed * 1e3:.1f} ms")
-        assert rel_err(got, ref_d) <= tol
+        assert rel_l2(got, ref_d) <= tol
         assert elapsed < 1.0
 
 
@@ -142,7 +137,7 @@ def test_float16_keeps_subpixel_positions_at_large_coordinates():
     rng = rng_from_fresh_seed()
     x, om, w, b = as_fp16_values(*make_case(rng, 1, 4, 3, 1500, 3, 3, 3, 1, 1, 1, 2, 2.0))
     got = run_twin(x, om, w, b, 1, 1, 1, 2, "float16")
-    assert rel_err(got, reference(x, om, w, b, 1, 1, 1, 2, naive=False)) <= 2e-3
+    assert rel_l2(got, reference(x, om, w, b, 1, 1, 1, 2, naive=False)) <= 2e-3
 
 
 def test_samples_on_the_border_and_outside():
@@ -232,7 +227,7 @@ def test_float16_rounds_where_the_kernel_rounds():
         within = np.abs(got - emulated) <= ulp16(emulated) + terms * 2.0 ** -24 * magnitude + column_flip
         unrounded, _ = emulate_fp16_rounding(x, om, w, b, s, p, d, dg, round_columns=False)
         exact_unrounded = np.mean(got == unrounded.astype(np.float16).astype(np.float64))
-        print(f"{case}: equal to the emulation's float16 output: {exact:.4f} (rel L2 {rel_err(got, rounded):.1e}); "
+        print(f"{case}: equal to the emulation's float16 output: {exact:.4f} (rel L2 {rel_l2(got, rounded):.1e}); "
               f"to an emulation without the column rounding: {exact_unrounded:.4f}")
         assert exact >= 0.99
         assert within.all()
@@ -377,7 +372,7 @@ def test_set_field_accepts_integer_types_and_round_trips():
     rng = rng_from_fresh_seed()
     x, om, w, b = make_case(rng, 1, 8, 11, 12, 3, 3, 3, 2, 0, 3, 4, 2.0)
     got = run_twin(x, om, w, b, 2, 0, 3, 4, "float32")
-    assert rel_err(got, reference(x, om, w, b, 2, 0, 3, 4)) <= 1e-5
+    assert rel_l2(got, reference(x, om, w, b, 2, 0, 3, 4)) <= 1e-5
 
 
 @pytest.mark.parametrize("name,type_name,value,length,match", [

@@ -17,11 +17,7 @@ from export.pipeline import ADNetPipeline
 from export.surgery import PLUGIN_DOMAIN, SurgeryError, surgery
 from plugins.dcnv2 import contract
 from tests.factories import fresh_generator
-
-
-def rel_l2(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+from tests.reference import rel_l2
 
 
 def test_node_counts_attributes_and_inputs(graphs):

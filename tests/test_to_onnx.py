@@ -13,16 +13,12 @@ from export import to_onnx
 from export.checkpoint import random_adnet
 from export.pipeline import ADNetPipeline
 from tests.factories import fresh_generator
+from tests.reference import rel_l2
 
 
 def run_ort(path, feeds):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)[0]
-
-
-def rel_l2(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def random_request(batch, h, w, ldr_dtype="uint8"):
