@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from benchmarks.stats import cuda_event_times
+
 __all__ = ["MacCount", "count_macs", "matmul_rate", "DESIGN_TMAC_NTIRE", "NTIRE_SIZE", "padded"]
 
 DESIGN_TMAC_NTIRE = 6.585  # DESIGN.md §1: ADNet at 1060x1900 (the NTIRE 2021 frame)
@@ -108,14 +110,7 @@ def matmul_rate(device: str = "cpu", dtype_name: str = "float32", n: int | None 
         torch.backends.cuda.matmul.allow_tf32 = False
         try:
             torch.matmul(a, b)
-            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                      for _ in range(repeats)]
-            for start, end in events:
-                start.record()
-                torch.matmul(a, b)
-                end.record()
-            torch.cuda.synchronize()
-            times = [start.elapsed_time(end) / 1e3 for start, end in events]
+            times = [ms / 1e3 for ms in cuda_event_times(lambda i: torch.matmul(a, b), repeats)]
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
     else:

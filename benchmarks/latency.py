@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from benchmarks.backends import Backend
 from benchmarks.inputs import Frame
-from benchmarks.stats import summarize
+from benchmarks.stats import cuda_event_times, summarize
 
 __all__ = ["Timing", "measure"]
 
@@ -30,15 +30,7 @@ class Timing:
 
 
 def _event_times(backend: Backend, prepared: list, n: int) -> list[float]:
-    import torch
-
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
-    for i, (start, end) in enumerate(events):
-        start.record()
-        backend.run(prepared[i % len(prepared)])
-        end.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(end) for start, end in events]
+    return cuda_event_times(lambda i: backend.run(prepared[i % len(prepared)]), n)
 
 
 def _wall_times(backend: Backend, prepared: list, n: int) -> list[float]:

@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 from plugins.dcnv2.cuda import KERNELS_LIBRARY as LIBRARY  # noqa: E402
 from plugins.dcnv2.cuda import find_nvcc  # noqa: E402
 from plugins.dcnv2.cuda import load_kernels as bind_kernels  # noqa: E402
+from benchmarks.stats import cuda_event_times  # noqa: E402
 SIZES = ((1060, 1900), (530, 950), (265, 475))
 C = COUT = 64
 KH = KW = 3
@@ -61,17 +62,9 @@ def load_kernels(build: bool) -> ctypes.CDLL:
 
 def time_ms(fn, iters: int, warmup: int) -> float:
     """Median of `iters` CUDA-event timings of fn(i) on the current stream, after `warmup` calls."""
-    import torch
-
     for i in range(warmup):
         fn(i)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
-    for i, (start, end) in enumerate(events):
-        start.record()
-        fn(warmup + i)
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events)
+    return statistics.median(cuda_event_times(lambda i: fn(warmup + i), iters))
 
 
 def device_peaks(iters: int) -> dict:
