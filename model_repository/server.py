@@ -80,12 +80,12 @@ def _ldr_type_of(onnx_path: Path) -> str:
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    elem = {i.name: i.type.tensor_type.elem_type for i in graph.input}
-    names = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
-    if contract.INPUT_LDR not in elem or elem[contract.INPUT_LDR] not in names:
+    elem = {i.name: i.type.tensor_type.elem_type for i in graph.input}.get(contract.INPUT_LDR)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem).name if elem else None
+    if dtype not in contract.LDR_DTYPES:
         raise ServerError(f"{onnx_path} is not a pipeline export (no UINT8/FP16 input {contract.INPUT_LDR}); "
                           f"export it with `python -m export.to_onnx --out {onnx_path}` (not --core)")
-    return names[elem[contract.INPUT_LDR]]
+    return contract.LDR_DTYPES[dtype]
 
 
 def stage_cpu_repository(onnx_path: str | Path, stage: str | Path) -> Path:
