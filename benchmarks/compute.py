@@ -17,7 +17,7 @@ from benchmarks.stats import cuda_event_times
 
 __all__ = ["MacCount", "count_macs", "matmul_rate", "DESIGN_TMAC_NTIRE", "NTIRE_SIZE", "padded"]
 
-DESIGN_TMAC_NTIRE = 6.585  # DESIGN.md §1: ADNet at 1060x1900 (the NTIRE 2021 frame)
+DESIGN_TMAC_NTIRE = 6.585  # docs/design.md §1: ADNet at 1060x1900 (the NTIRE 2021 frame)
 NTIRE_SIZE = (1060, 1900)
 MULTIPLE = 4
 

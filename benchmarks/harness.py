@@ -194,7 +194,7 @@ class _Run:
         self.macs = compute.count_macs(net)
         self.results["compute"]["macs"] = self.macs.to_dict()
         self.log(f"MACs: {self.macs.per_pixel:,.0f} per pixel -> {self.macs.to_dict()['tmac_at_1060x1900']:.4f} TMAC "
-                 f"at 1060x1900 (DESIGN.md: {compute.DESIGN_TMAC_NTIRE})")
+                 f"at 1060x1900 (docs/design.md: {compute.DESIGN_TMAC_NTIRE})")
         peaks = [("cpu", "float32")]
         if torch_cuda_reason() is None:
             peaks += [("cuda", "float16"), ("cuda", "float32")]

@@ -315,7 +315,7 @@ def text_tables(results: dict) -> str:
     if macs:
         lines.append(f"MACs (hook count at {macs['counted_at'][0]}x{macs['counted_at'][1]}): "
                      f"{macs['per_pixel']:,.0f} per pixel = {macs['tmac_at_1060x1900']:.4f} TMAC at 1060x1900 "
-                     f"(DESIGN.md: {macs['design_tmac_at_1060x1900']}); deformable convs "
+                     f"(docs/design.md: {macs['design_tmac_at_1060x1900']}); deformable convs "
                      f"{macs['dcn_main_tmac_at_1060x1900']:.3f} TMAC")
     for peak in compute.get("matmul", []):
         if peak.get("flops_per_s"):

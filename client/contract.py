@@ -1,4 +1,4 @@
-"""The public serving contract (DESIGN.md §6), defined once for the exporter, the Triton configs and the client.
+"""The public serving contract (docs/design.md §6), defined once for the exporter, the Triton configs and the client.
 
 Triton model `adnet`, identical on GPU (TensorRT plan) and CPU (python backend + ONNX Runtime):
 - input  LDR [B, 3, H, W, 3]: short, medium, long frames, HWC as decoded; UINT8 for 8-bit sources (default) or

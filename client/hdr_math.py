@@ -1,6 +1,6 @@
 """HDR arithmetic for the ADNet pipeline, in pure numpy (no torch, no OpenCV).
 
-One place for the conventions of DESIGN.md section 3, so that the exported graph, the
+One place for the conventions of docs/design.md §3, so that the exported graph, the
 clients, the tests and the benchmarks all agree on them:
 
 * NTIRE 2021 / ADNet: EV stops relative to the medium frame, exposure alignment with

@@ -1,6 +1,6 @@
 """Modulated deformable convolution (DCNv2) in plain PyTorch.
 
-`deform_conv2d` has torchvision's signature and semantics (DESIGN.md §2), runs on CPU and CUDA for
+`deform_conv2d` has torchvision's signature and semantics (docs/design.md §2), runs on CPU and CUDA for
 float16/32/64 and is differentiable. It dispatches through one `torch.library` custom op,
 `adnet::deform_conv2d`, so that ONNX export can emit exactly one standard `DeformConv` node per call
 (see `onnx_translation_table`), whatever the eager implementation looks like.

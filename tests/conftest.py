@@ -1,17 +1,19 @@
-"""Shared fixtures: ONNX graphs exported once per test session from a freshly seeded random ADNet."""
+"""Shared fixtures: ONNX graphs exported once per test session from a freshly seeded random ADNet.
+
+The export stack (torch, onnx, onnx-graphsurgeon) is imported inside the fixtures, so that test modules that need
+none of it (the CUDA kernel tests on a bare GPU box) still collect where it is missing.
+"""
 import secrets
 
 import pytest
-
-from export.checkpoint import random_adnet
-from export.surgery import surgery
-from export.to_onnx import export_onnx
 
 
 class ExportedGraphs:
     """Lazily exported graphs of one random network; attribute access exports on first use."""
 
     def __init__(self, root):
+        from export.checkpoint import random_adnet
+
         self.root = root
         self.seed = secrets.randbits(31)
         self.net = random_adnet(self.seed)
@@ -27,6 +29,9 @@ class ExportedGraphs:
                 "plugin": (False, "fp32", "uint8", True),
                 "plugin_fp16": (False, "fp16", "uint8", True),
             }[name]
+            from export.surgery import surgery
+            from export.to_onnx import export_onnx
+
             if surgered:
                 src = self.path("pipeline_fp16" if precision == "fp16" else "pipeline")
                 out = self.root / f"{name}.onnx"

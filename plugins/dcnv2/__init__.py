@@ -1,1 +1,1 @@
-"""AdnetDCNv2: modulated deformable convolution with the mask sigmoid fused (DESIGN.md §6)."""
+"""AdnetDCNv2: modulated deformable convolution with the mask sigmoid fused (docs/design.md §6)."""

@@ -20,7 +20,7 @@
 // FP32 (T = float): SIMT FMA on a 64 x 64 tile, 4 x 4 outputs per thread, everything in float32 (no TF32).
 // Shared memory: 39.4 KB (FP16) / 39.0 KB (FP32) static; the epilogue's FP32 staging tile reuses it.
 //
-// Included by dcnv2_kernel.cu. tests/dcnv2_emulation/ also compiles it as host C++ (threads + barriers for a block,
+// Included by dcnv2_kernel.cu. tests/plugins/dcnv2_emulation/ also compiles it as host C++ (threads + barriers for a block,
 // an emulated WMMA) to execute this exact code on a machine without a GPU.
 #pragma once
 

@@ -1,5 +1,5 @@
 // DCNv2 sampling math shared by the CUDA kernel (dcnv2_kernel.cu) and the CPU twin (dcnv2_cpu.cpp), so that both
-// compute positions, bilinear weights, validity and the mask the same way (DESIGN.md §2):
+// compute positions, bilinear weights, validity and the mask the same way (docs/design.md §2):
 //   y = oh*stride - padding + i*dilation + dy,   x = ow*stride - padding + j*dilation + dx   (float32, always)
 //   a sample counts when -1 < y < H and -1 < x < W; each of its 4 corners outside the image contributes zero;
 //   sampled = sigmoid(mask_logit) * bilinear(x[c], y, x).

@@ -19,9 +19,9 @@ from plugins.dcnv2.cpu import dcnv2_forward  # noqa: E402
 from plugins.dcnv2.cuda import KERNELS_LIBRARY, find_nvcc, load_kernels  # noqa: E402
 from tests.factories import fresh_generator  # noqa: E402
 from tests.reference import rel_l2  # noqa: E402
-from tests.test_dcnv2_twin import as_fp16_values, make_case, reference  # noqa: E402
+from tests.plugins.test_dcnv2_twin import as_fp16_values, make_case, reference  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

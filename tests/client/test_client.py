@@ -27,7 +27,7 @@ from client.synthetic import main as synthetic_main
 from client.synthetic import make_scene, write_ntire_scene
 from model_repository.server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = Path(client.__file__).resolve().parent / "samples"
 TOKEN = "client-test-token"
 

@@ -1,7 +1,7 @@
 // Executes the AdnetDCNv2 CUDA kernel source (plugins/dcnv2/dcnv2_kernel.cuh) on the CPU, so that its tiling,
 // guards, shared-memory layout and barriers are tested where no GPU exists. A block runs as kThreads std::threads
 // with a std::barrier for __syncthreads and a static array for __shared__; blocks run one after another; WMMA is
-// the host stand-in in this folder. Built with AddressSanitizer/UBSan by tests/test_dcnv2_kernel_emulation.py.
+// the host stand-in in this folder. Built with AddressSanitizer/UBSan by tests/plugins/test_dcnv2_kernel_emulation.py.
 //
 // usage: kernel_emulation DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR
 //   DIR holds x.bin, offset_mask.bin, weight.bin, bias.bin (dense, float32 or binary16) and y.bin (initial output

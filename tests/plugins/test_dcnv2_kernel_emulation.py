@@ -1,10 +1,10 @@
 """The CUDA kernel's own source (plugins/dcnv2/dcnv2_kernel.cuh) executed on the CPU, against the CPU twin.
 
-tests/dcnv2_emulation/kernel_emulation.cpp compiles the kernel as host C++: a block is kThreads std::threads with
+tests/plugins/dcnv2_emulation/kernel_emulation.cpp compiles the kernel as host C++: a block is kThreads std::threads with
 a barrier for __syncthreads, __shared__ is one static array, WMMA is a host stand-in that also checks WMMA's
 alignment rules; AddressSanitizer and UBSan watch every access. This tests the tiling, the guards for sizes that
 are not tile multiples, the shared-memory layout, the barriers and the FP16 rounding points where no GPU exists.
-What it cannot test: real tensor cores, __ldg, timing, and the launch on a device (tests/test_dcnv2_cuda.py).
+What it cannot test: real tensor cores, __ldg, timing, and the launch on a device (tests/plugins/test_dcnv2_cuda.py).
 """
 import os
 import shutil
@@ -18,7 +18,7 @@ from plugins.dcnv2 import contract
 from plugins.dcnv2.cpu import dcnv2_forward
 from tests.factories import fresh_generator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DCN_DIR = ROOT / "plugins" / "dcnv2"
 EMU_DIR = Path(__file__).resolve().parent / "dcnv2_emulation"
 

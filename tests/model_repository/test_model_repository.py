@@ -8,7 +8,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from client import contract
 
-REPO = Path(__file__).resolve().parent.parent / "model_repository"
+REPO = Path(__file__).resolve().parents[2] / "model_repository"
 CONFIGS = sorted(REPO.glob("*/*/config.pbtxt"))
 
 

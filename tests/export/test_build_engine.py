@@ -33,7 +33,7 @@ from export.profiles import CI_PROFILE, DEFAULT_PROFILE, NTIRE_FRAME, Profile, P
 from export.surgery import PLUGIN_DOMAIN
 from plugins.dcnv2 import contract
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FP16 = "float16"
 
 

@@ -18,7 +18,7 @@ from plugins.dcnv2.cuda import find_nvcc
 from tests.factories import fresh_generator
 from tests.reference import dcn_naive, rel_l2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DCN_DIR = ROOT / "plugins" / "dcnv2"
 
 # (batch, C, H, W, Cout, kh, kw, stride, padding, dilation, deformable groups, offset scale in pixels)
