@@ -19,7 +19,12 @@ BUILD      ?= build
 EXPORT_SRC := $(addprefix export/,adnet.py dcn.py checkpoint.py errors.py pipeline.py to_onnx.py surgery.py) \
               client/contract.py client/hdr_math.py plugins/dcnv2/contract.py
 EXPORT_ARGS = $(if $(CKPT),--checkpoint $(CKPT)) --ldr-dtype $(LDR_DTYPE)
-ONNX_FILES := $(BUILD)/adnet.onnx $(BUILD)/adnet_fp16.onnx $(BUILD)/adnet_dcn_plugin.onnx $(BUILD)/adnet_dcn_plugin_fp16.onnx
+# The exported pipeline graphs (standard DeformConv) and their surgered twins (AdnetDCNv2 nodes).
+ONNX_FP32  := $(BUILD)/adnet.onnx
+ONNX_FP16  := $(BUILD)/adnet_fp16.onnx
+ONNX_PLUGIN_FP32 := $(BUILD)/adnet_dcn_plugin.onnx
+ONNX_PLUGIN_FP16 := $(BUILD)/adnet_dcn_plugin_fp16.onnx
+ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16)
 
 .PHONY: help setup test demo clean onnx serve FORCE
 
@@ -48,16 +53,14 @@ ONNX_ARGS_STAMP := $(BUILD)/.onnx-args
 $(ONNX_ARGS_STAMP): FORCE
 	@mkdir -p $(@D); echo '$(EXPORT_ARGS)' | cmp -s - $@ || echo '$(EXPORT_ARGS)' > $@
 
-$(BUILD)/adnet.onnx: $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
-	$(PY) -m export.to_onnx $(EXPORT_ARGS) --precision fp32 --out $@
+$(ONNX_FP32): ONNX_PRECISION := fp32
+$(ONNX_FP16): ONNX_PRECISION := fp16
+$(ONNX_FP32) $(ONNX_FP16): $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
+	$(PY) -m export.to_onnx $(EXPORT_ARGS) --precision $(ONNX_PRECISION) --out $@
 
-$(BUILD)/adnet_fp16.onnx: $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
-	$(PY) -m export.to_onnx $(EXPORT_ARGS) --precision fp16 --out $@
-
-$(BUILD)/adnet_dcn_plugin.onnx: $(BUILD)/adnet.onnx
-	$(PY) -m export.surgery $< $@
-
-$(BUILD)/adnet_dcn_plugin_fp16.onnx: $(BUILD)/adnet_fp16.onnx
+$(ONNX_PLUGIN_FP32): $(ONNX_FP32)
+$(ONNX_PLUGIN_FP16): $(ONNX_FP16)
+$(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16):
 	$(PY) -m export.surgery $< $@
 
 HOST       ?= 127.0.0.1

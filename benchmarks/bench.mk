@@ -19,15 +19,12 @@ SIZES ?=
 DATA  ?=
 URL   ?=
 BENCH_USES_VENV := $(filter $(PY),$(BENCH_PY))
-BENCH_ONNX := $(BUILD)/adnet.onnx $(BUILD)/adnet_fp16.onnx $(BUILD)/adnet_dcn_plugin.onnx \
-              $(BUILD)/adnet_dcn_plugin_fp16.onnx
 BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--sizes $(SIZES)) \
 	$(if $(DATA),--data $(DATA)) $(if $(URL),--url $(URL)) \
 	--out $(BENCH_OUT) --work $(BUILD)/bench \
-	--onnx $(BUILD)/adnet.onnx --onnx-fp16 $(BUILD)/adnet_fp16.onnx \
-	--onnx-plugin $(BUILD)/adnet_dcn_plugin.onnx --onnx-plugin-fp16 $(BUILD)/adnet_dcn_plugin_fp16.onnx
+	--onnx $(ONNX_FP32) --onnx-fp16 $(ONNX_FP16) --onnx-plugin $(ONNX_PLUGIN_FP32) --onnx-plugin-fp16 $(ONNX_PLUGIN_FP16)
 
 .PHONY: bench
 
-bench: $(if $(BENCH_USES_VENV),$(STAMP) $(BENCH_ONNX)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
+bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
