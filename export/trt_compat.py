@@ -29,11 +29,16 @@ from typing import Optional
 
 from export.errors import PipelineError
 
-__all__ = ["BACKENDS", "TensorRT", "TensorRTNotFound", "NoGPU", "load", "gpus", "require_gpu", "rtx_link_dir",
-           "link_rtx", "check_rtx_parser", "CONTAINER_HINT", "main"]
+__all__ = ["BACKENDS", "NGC_RELEASE", "NGC_TENSORRT", "TensorRT", "TensorRTNotFound", "NoGPU", "load", "gpus",
+           "require_gpu", "rtx_link_dir", "link_rtx", "check_rtx_parser", "CONTAINER_HINT", "main"]
 
 BACKENDS = ("tensorrt", "rtx")
 _MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
+
+# The NGC release the GPU path targets, and the TensorRT its TensorRT and Triton containers ship: Triton 2.51 (the
+# release the CPU path runs) is NGC 24.10, with TensorRT 10.5.0. model_repository/server.py serves with this tag.
+NGC_RELEASE = "24.10"
+NGC_TENSORRT = {"24.10": "10.5.0"}
 
 CONTAINER_HINT = (
     "build inside the NGC TensorRT or Triton container of the same version you serve with, e.g.\n"
