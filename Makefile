@@ -85,3 +85,6 @@ include export/engine.mk
 
 # Benchmarks (latency, serving, accuracy; `make bench QUICK=1` on a CPU).
 include benchmarks/bench.mk
+
+# First contact with a GPU machine (kernels, correctness, speed, whole ADNet in PyTorch): `make gpu-check`.
+include benchmarks/gpu/gpu_check.mk
