@@ -6,7 +6,9 @@ seeded random weights (export.checkpoint.random_adnet; no trained ADNet exists):
     fp32             eager FP32, TF32 off in cuDNN and cuBLAS: the reference the others are compared with
     fp32-tf32        eager FP32 with TF32 on
     fp16             eager FP16 (export.dcn's gather + matmul DCN in FP16)
-    fp16-ours        eager FP16 with our CUDA kernel in place of the DCN op (torch_dcn.our_dcn)
+    fp16-nhwc        eager FP16 with network and inputs in channels-last memory format (cuDNN's preferred FP16 layout)
+    fp16-ours        eager FP16 with our CUDA kernel in place of the DCN op (torch_dcn.our_dcn; the kernel the plugin
+                     would pick, and channels-last memory when that kernel has its channels-last fast path)
     fp16-ours-graph  that, captured once and replayed as a CUDA graph
 
 Per variant: median time over CUDA events, peak allocated GPU memory, and the error of the gamma-domain output
@@ -28,6 +30,7 @@ VARIANTS = {
     "fp32": "eager FP32, TF32 off",
     "fp32-tf32": "eager FP32, TF32 on",
     "fp16": "eager FP16",
+    "fp16-nhwc": "eager FP16, channels-last",
     "fp16-ours": "eager FP16, our DCN kernel",
     "fp16-ours-graph": "FP16, our DCN kernel, CUDA graph",
 }
@@ -89,8 +92,14 @@ def run(kernel=None, *, kernel_reason: str = "", remaining: Callable[[], float] 
     cudnn.benchmark = False
     net32 = random_adnet(seed).cuda().eval()
     net16 = copy.deepcopy(net32).half()
+    nhwc = torch.channels_last
+    net16_nhwc = copy.deepcopy(net16).to(memory_format=nhwc)
     inputs32 = frames(*size, "cuda")
     inputs16 = [f.half() for f in inputs32]
+    inputs16_nhwc = [f.to(memory_format=nhwc) for f in inputs16]
+    # Our kernel runs where the plugin's would: channels-last when it has that fast path.
+    net_ours, inputs_ours = (net16_nhwc, inputs16_nhwc) if kernel is not None and kernel.channels_last \
+        else (net16, inputs16)
 
     def eager(net, inputs, ours=False):
         def call():
@@ -102,17 +111,17 @@ def run(kernel=None, *, kernel_reason: str = "", remaining: Callable[[], float] 
         return call
 
     def graphed():
-        static = [f.clone() for f in inputs16]
-        with torch.inference_mode(), our_dcn(net16, kernel):
+        static = [f.clone(memory_format=torch.preserve_format) for f in inputs_ours]
+        with torch.inference_mode(), our_dcn(net_ours, kernel):
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(2):  # warm-up outside the capture (cuDNN/cuBLAS workspaces, lazy loading)
-                    net16(*static)
+                    net_ours(*static)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                out = net16(*static)
+                out = net_ours(*static)
 
         def replay():
             graph.replay()
@@ -120,12 +129,15 @@ def run(kernel=None, *, kernel_reason: str = "", remaining: Callable[[], float] 
         return replay
 
     plans = {"fp32": lambda: eager(net32, inputs32), "fp32-tf32": lambda: eager(net32, inputs32),
-             "fp16": lambda: eager(net16, inputs16), "fp16-ours": lambda: eager(net16, inputs16, ours=True),
-             "fp16-ours-graph": graphed}
+             "fp16": lambda: eager(net16, inputs16), "fp16-nhwc": lambda: eager(net16_nhwc, inputs16_nhwc),
+             "fp16-ours": lambda: eager(net_ours, inputs_ours, ours=True), "fp16-ours-graph": graphed}
     rows, reference, per_call_s = [], None, 0.0
     try:
         for name, label in VARIANTS.items():
             row = {"variant": name, "label": label, "size": f"{size[0]}x{size[1]}"}
+            if name in NEEDS_KERNEL and kernel is not None:
+                row.update(kernel=kernel.variant,
+                           memory_format="channels-last" if net_ours is net16_nhwc else "nchw")
             rows.append(row)
             if name in NEEDS_KERNEL and kernel is None:
                 row.update(status="skipped", note=kernel_reason)

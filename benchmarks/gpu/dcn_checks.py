@@ -6,6 +6,10 @@ plugin's CPU twin (plugins/dcnv2/cpu.py: the kernel's own sampling code and FP16
 output buffer is poisoned with NaN and fenced by canary values on both sides: an unwritten output or a write past
 either end is caught.
 
+Variants that take channels-last tensors (torch_dcn.Kernel.channels_last: the FP16 fast path) also run the FP16 cases
+that qualify (C/dg a multiple of 8, 3x3) with x channels-last, and offset_mask and y too where their channel counts
+are multiples of 8 (CHANNELS_LAST_CASES adds shapes for it).
+
 Semantics of the special cases (docs/design.md section 2: a sample counts when -1 < y < H and -1 < x < W): a NaN
 or huge offset fails that test, so its tap samples nothing; the float64 reference gets such offsets as 1e9 (outside
 any image). Mask logits of +inf / -inf give a mask of 1 / 0.
@@ -20,7 +24,8 @@ from typing import Optional
 import numpy as np
 
 __all__ = ["Case", "CASES", "TOLERANCES", "CANARY", "GUARD", "make_inputs", "as_fp16_values", "reference_float64",
-           "guarded_output", "read_guarded", "compare", "run_case", "stream_check", "invalid_arguments_check", "rel_l2"]
+           "CHANNELS_LAST_CASES", "channels_last_applies", "guarded_output", "read_guarded", "compare", "run_case",
+           "stream_check", "invalid_arguments_check", "rel_l2"]
 
 CANARY = -30000.0  # exact in float16 and float32, and no DCN output here comes near it
 GUARD = 1024  # canary elements on each side of the output
@@ -75,6 +80,16 @@ CASES = (
     Case("huge-offsets", **_SMALL, special="huge-offsets"),               # every sample outside: y = bias
     Case("nan-offsets", **_SMALL, special="nan-offsets"),
     Case("inf-mask-logits", **_SMALL, special="inf-logits"),
+)
+# Shapes for the channels-last fast path besides ADNet's: two channel vectors per group, a tail in every spatial
+# dimension, batch 2 past 1024 columns, Cout not a multiple of 8 (y stays NCHW), NaN offsets and +-inf logits.
+_FAST = dict(batch=1, channels=16, height=11, width=21, cout=16, kh=3, kw=3, groups=2)
+CHANNELS_LAST_CASES = (
+    Case("cl-c16-dg1-batch2-w1901", 2, 16, 5, 1901, 24, 3, 3, groups=1),
+    Case("cl-c32-dg2-cout12", 1, 32, 13, 19, 12, 3, 3, groups=2),
+    Case("cl-stride2-dil2", 1, 16, 20, 26, 16, 3, 3, 2, 2, 2, 2, 3.0),
+    Case("cl-nan-offsets", **_FAST, special="nan-offsets"),
+    Case("cl-inf-mask-logits", **_FAST, special="inf-logits"),
 )
 # float32: vs float64 and vs the twin (same arithmetic, other summation order); float16: vs float64 on the
 # float16-rounded inputs, and vs the twin (same rounding points): most outputs bit-identical, the rest within two
@@ -133,23 +148,38 @@ def reference_float64(case: Case, x, offset_mask, weight, bias, device: str = "c
     return out.cpu().numpy()
 
 
-def guarded_output(shape, dtype, device: str):
-    """(buffer, view): a flat torch buffer of NaN with GUARD canaries at both ends, and the output view inside."""
+def channels_last_applies(case: Case, dtype: str) -> bool:
+    """Whether the fast path (plugins/dcnv2/cuda.py, variant v2) takes this case with x channels-last."""
+    return dtype == "float16" and (case.channels // case.groups) % 8 == 0 and (case.kh, case.kw) == (3, 3)
+
+
+def guarded_output(shape, dtype, device: str, channels_last: bool = False):
+    """(buffer, view): a flat torch buffer of NaN with GUARD canaries at both ends, and the NCHW output view inside
+    (dense NCHW, or NHWC memory with `channels_last`)."""
     import torch
 
     n = int(np.prod(shape))
     buffer = torch.full((n + 2 * GUARD,), float("nan"), dtype=getattr(torch, dtype), device=device)
     buffer[:GUARD] = CANARY
     buffer[GUARD + n:] = CANARY
-    return buffer, buffer[GUARD:GUARD + n].view(*shape)
+    inside = buffer[GUARD:GUARD + n]
+    if channels_last:
+        b, c, h, w = shape
+        return buffer, inside.view(b, h, w, c).permute(0, 3, 1, 2)
+    return buffer, inside.view(*shape)
 
 
-def read_guarded(buffer, shape) -> tuple[np.ndarray, bool, int]:
-    """(output as float64, canaries intact, number of outputs left NaN)."""
+def read_guarded(buffer, shape, channels_last: bool = False) -> tuple[np.ndarray, bool, int]:
+    """(NCHW output as float64, canaries intact, number of outputs left NaN)."""
     host = buffer.float().cpu().numpy().astype(np.float64)
     n = int(np.prod(shape))
     intact = bool(np.all(host[:GUARD] == CANARY) and np.all(host[GUARD + n:] == CANARY))
-    out = host[GUARD:GUARD + n].reshape(shape)
+    inside = host[GUARD:GUARD + n]
+    if channels_last:
+        b, c, h, w = shape
+        out = inside.reshape(b, h, w, c).transpose(0, 3, 1, 2)
+    else:
+        out = inside.reshape(shape)
     return out, intact, int(np.isnan(out).sum())
 
 
@@ -188,8 +218,9 @@ def _twin(case: Case, dtype: str, x, offset_mask, weight, bias) -> np.ndarray:
 
 
 def run_case(kernel, case: Case, dtype: str, *, device: str = "cuda", seed: Optional[int] = None,
-             twin: bool = True) -> dict:
-    """One case in one dtype through `kernel.launch` (torch tensors on `device`); a result row with "passed"."""
+             twin: bool = True, channels_last: bool = False) -> dict:
+    """One case in one dtype through `kernel.launch` (torch tensors on `device`; with `channels_last`, x and, where
+    their channel counts are multiples of 8, offset_mask and y in NHWC memory); a result row with "passed"."""
     import torch
 
     rng = np.random.default_rng(seed)
@@ -200,11 +231,16 @@ def run_case(kernel, case: Case, dtype: str, *, device: str = "cuda", seed: Opti
     ho, wo = case.out_size()
     shape = (case.batch, case.cout, ho, wo)
     tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device, getattr(torch, dtype)) for a in (x, om, w, b)]
-    buffer, out = guarded_output(shape, dtype, device)
+    y_channels_last = channels_last and case.cout % 8 == 0
+    if channels_last:
+        tensors[0] = tensors[0].to(memory_format=torch.channels_last)
+        if tensors[1].shape[1] % 8 == 0:
+            tensors[1] = tensors[1].to(memory_format=torch.channels_last)
+    buffer, out = guarded_output(shape, dtype, device, channels_last=y_channels_last)
     kernel.launch(*tensors, out, **case.fields)
     if device == "cuda":
         torch.cuda.synchronize()
-    got, intact, unwritten = read_guarded(buffer, shape)
+    got, intact, unwritten = read_guarded(buffer, shape, channels_last=y_channels_last)
     result = compare(dtype, got, ref, _twin(case, dtype, x, om, w, b) if twin else None,
                      wide=max(case.height, case.width) > 1024)
     if not intact:
@@ -214,7 +250,8 @@ def run_case(kernel, case: Case, dtype: str, *, device: str = "cuda", seed: Opti
     if case.special == "huge-offsets" and not np.array_equal(got, np.broadcast_to(
             np.asarray(b, np.float64).astype(dtype).astype(np.float64).reshape(1, -1, 1, 1), shape)):
         result["failures"].append("with every sample outside the image the output must be the bias")
-    return {"check": case.name, "shape": case.describe(), "dtype": dtype, "canaries_intact": intact,
+    return {"check": case.name, "shape": case.describe(), "dtype": dtype,
+            "layout": "channels-last" if channels_last else "nchw", "canaries_intact": intact,
             "unwritten": unwritten, **{k: v for k, v in result.items() if k != "failures"},
             "passed": not result["failures"], "failures": "; ".join(result["failures"])}
 
@@ -254,14 +291,21 @@ def stream_check(kernel, *, sleep_cycles: int = 2_000_000_000) -> dict:
 
 
 def invalid_arguments_check(kernel) -> dict:
-    """Invalid parameters (5 deformable groups for 12 channels) return -1 with the core's message."""
+    """Invalid parameters (5 deformable groups for 12 channels) are refused with the core's message."""
     import torch
 
     x = torch.zeros(1, 12, 6, 6, device="cuda")
-    ptr = x.data_ptr()
-    status = kernel.fn(0, ptr, ptr, ptr, ptr, ptr, 1, 12, 6, 6, 4, 3, 3, 1, 1, 1, 5, None, None)
-    message = kernel.lib.adnet_dcn_last_error().decode(errors="replace")
+    om = torch.zeros(1, 3 * 5 * 9, 6, 6, device="cuda")
+    weight, bias, out = torch.zeros(4, 12, 3, 3, device="cuda"), torch.zeros(4, device="cuda"), \
+        torch.zeros(1, 4, 6, 6, device="cuda")
     expected = "deformable_groups = 5 must divide the input channels C = 12"
-    passed = status == -1 and expected in message
+    try:
+        kernel.launch(x, om, weight, bias, out, stride=1, padding=1, dilation=1, deformable_groups=5)
+    except Exception as exc:  # KernelError with the library's message; anything else is a finding too
+        message = f"{type(exc).__name__}: {exc}"
+    else:
+        message = "accepted"
+    torch.cuda.synchronize()
+    passed = message.startswith("KernelError") and expected in message
     return {"check": "invalid-arguments", "dtype": "float32", "passed": passed,
-            "failures": "" if passed else f"status {status}, message {message!r}; expected -1 and {expected!r}"}
+            "failures": "" if passed else f"got {message!r}; expected a KernelError with {expected!r}"}

@@ -1,7 +1,8 @@
 """Speed of the AdnetDCNv2 CUDA kernel at ADNet's DCN shapes, against im2col + cuBLAS and the device's limits.
 
 Shapes: x [1, 64, H, W], 3x3, 8 deformable groups, 64 output channels, at 1060x1900 (the NTIRE frame: pyramid level
-L1), 530x950 (L2) and 265x475 (L3); FP16 and FP32. Implementations: ours (every kernel variant), im2col + GEMM:
+L1), 530x950 (L2) and 265x475 (L3); FP16 and FP32. Implementations: ours (every kernel variant on NCHW tensors, and
+in FP16 on channels-last tensors for the variants with that fast path), im2col + GEMM:
 export.dcn.deform_conv2d on CUDA (a gather into a C*K*Ho*Wo column buffer + cuBLAS matmul: the algorithm of
 TensorRT's built-in ModulatedDeformConv2d), and torchvision.ops.deform_conv2d where torchvision imports.
 
@@ -105,12 +106,16 @@ def bench_size(kernels: list, dtype_name: str, h: int, w: int, *, iters: int, wa
     moved, flops = traffic_and_flops(h, w, dtype_name)
     limit = floors(moved, flops, peaks, dtype_name)
 
-    def ours(kernel):
+    def ours(kernel, sets, out):
         def run(i):
-            x, om, weight, bias = inputs[i % len(inputs)]
-            kernel.launch(x, om, weight, bias, y, stride=1, padding=1, dilation=1, deformable_groups=DG)
-            return y
+            x, om, weight, bias = sets[i % len(sets)]
+            kernel.launch(x, om, weight, bias, out, stride=1, padding=1, dilation=1, deformable_groups=DG)
+            return out
         return run
+
+    def channels_last(sets):
+        return [(x.to(memory_format=torch.channels_last), om.to(memory_format=torch.channels_last), weight, bias)
+                for x, om, weight, bias in sets]
 
     def im2col(i):
         x, om, weight, bias = inputs[i % len(inputs)]
@@ -122,13 +127,18 @@ def bench_size(kernels: list, dtype_name: str, h: int, w: int, *, iters: int, wa
                                     mask=torch.sigmoid(om[:, 2 * DG * K:]))
 
     base_name = "im2col+GEMM (torch)"
-    impls = [(f"ours {kernel.variant}", ours(kernel)) for kernel in kernels] + [(base_name, im2col)]
+    impls = [(f"ours {kernel.variant}", ours(kernel, inputs, y)) for kernel in kernels]
+    fast = [kernel for kernel in kernels if kernel.channels_last and dtype_name == "float16"]
+    if fast:
+        inputs_cl, y_cl = channels_last(inputs), y.to(memory_format=torch.channels_last)
+        impls += [(f"ours {kernel.variant} channels-last", ours(kernel, inputs_cl, y_cl)) for kernel in fast]
+    impls.append((base_name, im2col))
     if tv_ops is not None:
         impls.append(("torchvision", torchvision_dcn))
     measured: dict[str, tuple[Optional[float], Optional[object]]] = {}
     for name, fn in impls:
         try:
-            out = fn(0).to(torch.float32, copy=True)  # a copy: `ours` reuses its output buffer
+            out = fn(0).to(torch.float32, memory_format=torch.contiguous_format, copy=True)  # `ours` reuses its output
             measured[name] = (time_ms(fn, iters, warmup), out)
         except torch.cuda.OutOfMemoryError:
             measured[name] = (None, None)

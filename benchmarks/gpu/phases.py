@@ -72,10 +72,19 @@ def _nvcc_version(nvcc: Optional[str]) -> Optional[str]:
     return next((line.strip() for line in text.splitlines() if "release" in line), None) if code == 0 else None
 
 
-def _sanitizer_path() -> Optional[str]:
+def _find_nvcc() -> Optional[str]:
+    """plugins.dcnv2.cuda.find_nvcc(); nvcc on PATH where that cannot look (it may ask make, which a bare box may
+    lack)."""
     from plugins.dcnv2.cuda import find_nvcc
 
-    nvcc = find_nvcc()
+    try:
+        return find_nvcc()
+    except Exception:  # e.g. make missing: build() reports that
+        return shutil.which("nvcc")
+
+
+def _sanitizer_path() -> Optional[str]:
+    nvcc = _find_nvcc()
     beside = Path(nvcc).parent / "compute-sanitizer" if nvcc else None
     return shutil.which("compute-sanitizer") or (str(beside) if beside and beside.exists() else None)
 
@@ -105,7 +114,6 @@ def _torch_cuda(no_gpu_reason: Optional[str]) -> dict:
 
 def env(ctx: PhaseContext) -> dict:
     from benchmarks import machine
-    from plugins.dcnv2.cuda import find_nvcc
 
     info = machine.describe()
     cuda = _torch_cuda(info.get("no_gpu_reason"))
@@ -119,7 +127,7 @@ def env(ctx: PhaseContext) -> dict:
         tv = torchvision.__version__
     except Exception as exc:  # a torchvision built for another torch fails with RuntimeError or OSError, not only
         tv = f"not usable: {_first_line(exc)}"
-    nvcc = find_nvcc()
+    nvcc = _find_nvcc()
     tools = {"nvcc": nvcc, "nvcc_version": _nvcc_version(nvcc), "compute_sanitizer": _sanitizer_path(),
              "make": shutil.which("make"), "cxx": shutil.which("g++"), "torchvision": tv}
     if cuda["available"]:
@@ -134,76 +142,79 @@ def env(ctx: PhaseContext) -> dict:
 
 
 def build(ctx: PhaseContext) -> dict:
+    """`make kernels` (make owns the nvcc command lines); without make or nvcc, an existing kernels library is used
+    as it is. The CPU twin too: the correctness phase compares with it."""
     from plugins.dcnv2 import cuda
     from plugins.dcnv2.cpu import build_library
 
     try:
-        twin = str(build_library())
+        twin, twin_error = str(build_library()), None
     except RuntimeError as exc:
-        twin, twin_error = None, str(exc).splitlines()[0]
-    else:
-        twin_error = None
-    nvcc = cuda.find_nvcc()
-    if nvcc is None:
-        raise Skip("nvcc not found (not on PATH, not in /usr/local/cuda/bin): install the CUDA toolkit to build the "
-                   "kernels")
-    builder = getattr(cuda, "build_kernels", None)  # the plugin's own build entry, where it has one
-    if builder is not None:
-        library = Path(builder())
-        how = "plugins.dcnv2.cuda.build_kernels()"
-    elif shutil.which("make"):
-        cmd = ["make", "--no-print-directory", "kernels", f"NVCC={nvcc}"]
+        twin, twin_error = None, str(exc).strip().splitlines()[0]
+    nvcc, make, library = _find_nvcc(), shutil.which("make"), cuda.KERNELS_LIBRARY
+    if nvcc and make:
+        # PYTHON_SYS: the contract header is generated with this interpreter (a bare box may have no venv).
+        cmd = [make, "--no-print-directory", "kernels", f"NVCC={nvcc}", f"PYTHON_SYS={sys.executable}"]
         code, text = _run(cmd, timeout=max(ctx.remaining() - 5, 10))
         if code != 0:
             raise RuntimeError(f"`{' '.join(cmd)}` failed: " + " | ".join(text.splitlines()[-5:]))
-        library, how = cuda.KERNELS_LIBRARY, " ".join(cmd)
+        how, built = " ".join(cmd), "make kernels"
+    elif library.is_file():
+        built = f"not rebuilt: {'nvcc' if not nvcc else 'make'} not found"
+        how = f"the existing {library}, {built}"
+    elif not nvcc:
+        raise Skip("nvcc not found (CUDA_HOME, CUDA_PATH, /usr/local/cuda, PATH): install the CUDA toolkit to build "
+                   "the kernels")
     else:
         raise RuntimeError("make not found: install make (apt-get install make), which owns the nvcc command lines "
-                           "(plugins/dcnv2/dcnv2.mk)")
+                           "(plugins/dcnv2/dcnv2.mk), or build the kernels elsewhere with `make kernels`")
     if not library.is_file():
         raise RuntimeError(f"{how} ran but {library} is missing")
-    summary = f"{library} with {_nvcc_version(nvcc)}; CPU twin {'built' if twin else f'FAILED: {twin_error}'}"
+    summary = (f"{library} ({built}) with {_nvcc_version(nvcc) or 'no nvcc'}; "
+               f"CPU twin {'built' if twin else f'not built: {twin_error}'}")
     ctx.log(summary)
     return {"library": str(library), "how": how, "nvcc": nvcc, "nvcc_version": _nvcc_version(nvcc), "twin": twin,
             "twin_error": twin_error, "summary": summary}
 
 
-def _kernels(ctx: PhaseContext) -> list:
-    from benchmarks.gpu.torch_dcn import kernels
+def _library(ctx: PhaseContext):
     from plugins.dcnv2.cuda import load_kernels
 
-    return kernels(load_kernels(Path(ctx.results["build"]["library"])))
+    return load_kernels(Path(ctx.results["build"]["library"]))
 
 
 def correctness(ctx: PhaseContext) -> dict:
     from benchmarks.gpu import dcn_checks
-    from benchmarks.gpu.torch_dcn import KernelError
+    from benchmarks.gpu.torch_dcn import kernels
 
     twin = ctx.results["build"].get("twin") is not None
     rows, complete = [], True
-    for variant, kernel in _kernels(ctx):
-        if isinstance(kernel, str):
-            rows.append({"variant": variant, "check": "load", "passed": False, "failures": kernel})
-            continue
-        checks = [(case.name, dtype, lambda c=case, d=dtype: dcn_checks.run_case(kernel, c, d, twin=twin))
+    for variant, kernel in kernels(_library(ctx)):
+        checks = [(case.name, dtype, False, lambda c=case, d=dtype: dcn_checks.run_case(kernel, c, d, twin=twin))
                   for case in dcn_checks.CASES for dtype in ("float32", "float16")]
-        checks.append(("side-stream", "float32", lambda: dcn_checks.stream_check(kernel)))
-        for name, dtype, check in checks:
+        if kernel.channels_last:
+            checks += [(case.name, "float16", True, lambda c=case: dcn_checks.run_case(
+                kernel, c, "float16", twin=twin, channels_last=True))
+                for case in dcn_checks.CASES + dcn_checks.CHANNELS_LAST_CASES
+                if dcn_checks.channels_last_applies(case, "float16")]
+        checks.append(("side-stream", "float32", False, lambda: dcn_checks.stream_check(kernel)))
+        for name, dtype, channels_last, check in checks:
             if ctx.remaining() < 8:
                 complete = False
                 break
             try:
                 row = check()
-            except (KernelError, RuntimeError, ValueError) as exc:
-                row = {"check": name, "dtype": dtype, "passed": False, "failures": f"{type(exc).__name__}: {exc}"}
+            except Exception as exc:  # a check that breaks (refused launch, CUDA error) is a failed check
+                row = {"check": name, "dtype": dtype, "layout": "channels-last" if channels_last else "nchw",
+                       "passed": False, "failures": f"{type(exc).__name__}: {exc}"}
             rows.append({"variant": variant, **row})
             if not row["passed"]:
-                ctx.log(f"{variant} {name} {dtype}: FAILED: {row['failures']}")
+                ctx.log(f"{variant} {name} {dtype} {row.get('layout', '')}: FAILED: {row['failures']}")
         rows.append({"variant": variant, **dcn_checks.invalid_arguments_check(kernel)})
     failed = [r for r in rows if not r["passed"]]
     twin_note = "on" if twin else f"off: {ctx.results['build'].get('twin_error')}"
     summary = (f"{len(rows) - len(failed)}/{len(rows)} checks passed ({len(dcn_checks.CASES)} shapes x FP32/FP16, "
-               f"side stream, invalid arguments; twin {twin_note})"
+               f"FP16 channels-last where a variant takes it, side stream, invalid arguments; twin {twin_note})"
                + ("" if complete else "; ran out of its budget before the end"))
     return {"status": "fail" if failed or not complete else "pass", "summary": summary, "rows": rows}
 
@@ -212,8 +223,9 @@ def sanitizer(ctx: PhaseContext) -> dict:
     exe = _sanitizer_path()
     if exe is None:
         raise Skip("compute-sanitizer not found (it ships with the CUDA toolkit, next to nvcc)")
-    variants = [v for v, k in _kernels(ctx) if not isinstance(k, str)]
-    runs = [(tool, variant) for variant in variants for tool in SANITIZER_TOOLS]
+    from benchmarks.gpu.torch_dcn import variants
+
+    runs = [(tool, variant) for variant in variants() for tool in SANITIZER_TOOLS]
     rows = []
     for number, (tool, variant) in enumerate(runs):
         timeout = ctx.remaining() / (len(runs) - number) - 1
@@ -245,8 +257,9 @@ def kernel_speed(ctx: PhaseContext) -> dict:
     import torch
 
     from benchmarks.gpu import dcn_speed
+    from benchmarks.gpu.torch_dcn import kernels
 
-    kernels = [k for _, k in _kernels(ctx) if not isinstance(k, str)]
+    found = [k for _, k in kernels(_library(ctx))]
     tv_ops, tv_reason = _torchvision_ops()
     peaks = dcn_speed.device_peaks(iters=10)
     ctx.log(f"copy {peaks['copy_GBps']:.0f} GB/s, matmul FP16 {peaks['matmul_float16_TFLOPs']:.0f} / FP32 "
@@ -257,7 +270,7 @@ def kernel_speed(ctx: PhaseContext) -> dict:
             if ctx.remaining() < 12:
                 complete = False
                 break
-            rows += dcn_speed.bench_size(kernels, dtype, h, w, iters=20, warmup=3, sets=3, peaks=peaks,
+            rows += dcn_speed.bench_size(found, dtype, h, w, iters=20, warmup=3, sets=3, peaks=peaks,
                                          tv_ops=tv_ops, log=ctx.log)
             torch.cuda.empty_cache()
     l1 = [r for r in rows if r["dtype"] == "float16" and (r["H"], r["W"]) == dcn_speed.SIZES[0]
@@ -272,13 +285,12 @@ def kernel_speed(ctx: PhaseContext) -> dict:
 
 def adnet(ctx: PhaseContext) -> dict:
     from benchmarks.gpu import adnet_check
+    from benchmarks.gpu.torch_dcn import best_kernel
 
     kernel, reason = None, ""
     build_result = ctx.results.get("build", {})
     if build_result.get("status") == "pass":
-        found = [k for _, k in _kernels(ctx) if not isinstance(k, str)]
-        kernel = found[0] if found else None
-        reason = "" if found else "the kernels library has no usable variant"
+        kernel = best_kernel(_library(ctx))
     else:
         reason = f"needs the build phase ({build_result.get('status')}: {build_result.get('reason', '')})"
     rows = adnet_check.run(kernel, kernel_reason=reason, remaining=ctx.remaining, log=ctx.log)

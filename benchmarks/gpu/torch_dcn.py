@@ -1,91 +1,144 @@
-"""Our CUDA kernels called on torch CUDA tensors, and ADNet with them in place of export.dcn's DCN op.
+"""Our CUDA kernels called on device arrays (torch CUDA tensors), and ADNet with them in place of export.dcn's DCN op.
 
-Built on the C ABI of the kernels library as plugins/dcnv2/cuda.py declares it (adnet_dcn_forward_cuda; the library
-from `make kernels`): no torch extension to compile. The call runs on the current torch stream, so it composes with
-torch's streams and CUDA graph capture.
+Through plugins/dcnv2/cuda.py only (load_kernels, and its `forward` where the kernels library has the Problem ABI):
+no torch extension to compile. A call runs on the stream it is given, by default the current torch stream, so it
+composes with torch's streams and CUDA graph capture.
 
-    kernel = kernels(load_kernels(path))[0]            # one per variant: plugins.dcnv2.cuda.VARIANTS, else ("v1",)
+    kernel = kernels(load_kernels(path))[0][1]       # one per variant: plugins.dcnv2.cuda.VARIANTS, else ("v1",)
     y = kernel(x, offset_mask_logits, weight, bias, stride=1, padding=1, dilation=1, deformable_groups=8)
-    with our_dcn(net, kernel): net(x1, x2, x3)         # every DCNPack runs `kernel` on conv_offset_mask's output
+    with our_dcn(net, best_kernel(lib)): net(x1, x2, x3)    # every DCNPack runs the kernel on conv_offset_mask's output
 
-Variant "v1" is adnet_dcn_forward_cuda; another variant V is looked up as adnet_dcn_forward_cuda_V with the same
-signature.
+A device array is anything with data_ptr(), shape, stride() and dtype (torch.float16 or a numpy dtype name): torch
+tensors, or sanitizer_case's raw driver buffers. Dense NCHW everywhere; channels-last (NHWC) x, offset_mask and y
+where the library's fast path takes them (`Kernel.channels_last`).
+
+Two generations of the kernels library: the Problem ABI (plugins.dcnv2.cuda.forward: variants, formats) and the
+first positional ABI (adnet_dcn_forward_cuda with 19 arguments: v1, NCHW only), where cuda.py has no `forward`.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
-__all__ = ["KernelError", "Kernel", "variants", "kernels", "our_dcn"]
+__all__ = ["KernelError", "Kernel", "variants", "kernels", "best_kernel", "our_dcn", "is_channels_last"]
+
+DTYPE_CODES = {"float32": 0, "float16": 1}  # DataType of dcnv2_core.h
 
 
 class KernelError(RuntimeError):
-    """The kernel library refused a call (invalid arguments, failed launch); the message is the library's."""
+    """The kernel library, or this wrapper, refused a call; the message says why."""
+
+
+def _cuda():
+    from plugins.dcnv2 import cuda
+
+    return cuda
 
 
 def variants() -> tuple[str, ...]:
     """The kernel variants the kernels library offers (plugins.dcnv2.cuda.VARIANTS, else the one v1)."""
-    from plugins.dcnv2 import cuda
+    return tuple(getattr(_cuda(), "VARIANTS", ("v1",)))
 
-    return tuple(getattr(cuda, "VARIANTS", ("v1",)))
+
+def _dtype_name(array: Any) -> str:
+    return str(array.dtype).rsplit(".", 1)[-1]  # torch.float16 -> float16; numpy's float16 -> float16
+
+
+def _strides(array: Any) -> tuple[int, ...]:
+    return tuple(array.stride())
+
+
+def _dense_nchw(array: Any) -> bool:
+    shape = tuple(array.shape)
+    expected, step = [], 1
+    for size in reversed(shape):
+        expected.insert(0, step)
+        step *= size
+    return _strides(array) == tuple(expected) or step == 0
+
+
+def is_channels_last(array: Any) -> bool:
+    """Whether a 4-D array is dense NHWC in logical NCHW shape (torch's channels_last), and not also dense NCHW."""
+    n, c, h, w = tuple(array.shape)
+    return _strides(array) == (h * w * c, 1, w * c, c) and not _dense_nchw(array)
 
 
 class Kernel:
-    """One variant's entry point: fn(dtype, x, offset_mask, weight, bias, y, n, c, h, w, cout, kh, kw, stride,
-    padding, dilation, deformable_groups, workspace, stream) -> 0 | -1 (message in adnet_dcn_last_error)."""
+    """One variant of the forward: launch(x, offset_mask_logits, weight, bias, out, fields..., stream)."""
 
-    def __init__(self, lib: ctypes.CDLL, variant: str, fn):
-        self.lib, self.variant, self.fn = lib, variant, fn
+    def __init__(self, lib: Optional[ctypes.CDLL], variant: str):
+        self.lib, self.variant = lib, variant
+        self._forward = getattr(_cuda(), "forward", None)
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether this variant takes channels-last x (the fast path: FP16, C/dg a multiple of 8, 3x3)."""
+        return self._forward is not None and self.variant != "v1"
 
     def launch(self, x, offset_mask, weight, bias, out, *, stride: int, padding: int, dilation: int,
-               deformable_groups: int, stream=None) -> None:
-        """Write the forward of the given CUDA tensors into `out` (float32 or float16, all one dtype, contiguous),
-        on `stream` (default: the current torch stream)."""
-        import torch
+               deformable_groups: int, stream: Any = None) -> None:
+        """Enqueue the forward of the given device arrays into `out` (all float32 or all float16) on `stream` (a torch
+        stream or a raw cudaStream_t; default the current torch stream)."""
+        arrays = (x, offset_mask, weight, bias, out)
+        names = {_dtype_name(a) for a in arrays}
+        if len(names) != 1 or not names <= set(DTYPE_CODES):
+            raise KernelError(f"AdnetDCNv2 kernel: all tensors float32 or all float16, got {sorted(names)}")
+        if any(getattr(a, "is_cuda", True) is False for a in arrays):
+            raise KernelError("AdnetDCNv2 kernel: every tensor must be in CUDA memory")
+        if stream is None:
+            import torch
 
-        tensors = (x, offset_mask, weight, bias, out)
-        dtype = x.dtype
-        if dtype not in (torch.float32, torch.float16):
-            raise KernelError(f"AdnetDCNv2 kernel: float32 or float16 tensors, got {dtype}")
-        for t in tensors:
-            if t.dtype != dtype or not t.is_cuda or not t.is_contiguous():
-                raise KernelError(f"AdnetDCNv2 kernel: all tensors must be contiguous CUDA {dtype}; got {t.dtype} "
-                                  f"on {t.device}, contiguous={t.is_contiguous()}")
-        stream = stream if stream is not None else torch.cuda.current_stream()
-        n, c, h, w = x.shape
-        cout, _, kh, kw = weight.shape
-        status = self.fn(1 if dtype == torch.float16 else 0, *(t.data_ptr() for t in tensors), n, c, h, w, cout,
-                         kh, kw, stride, padding, dilation, deformable_groups, None, stream.cuda_stream)
+            stream = torch.cuda.current_stream()
+        handle = getattr(stream, "cuda_stream", stream)
+        fields = dict(stride=stride, padding=padding, dilation=dilation, deformable_groups=deformable_groups)
+        if self._forward is not None:
+            try:
+                self._forward(self.lib, *arrays, **fields, variant=self.variant, stream=handle)
+            except Exception as exc:  # PluginArgumentError / PluginError: the core's or CUDA's message
+                raise KernelError(str(exc)) from exc
+            return
+        if not all(_dense_nchw(a) for a in arrays):
+            raise KernelError("AdnetDCNv2 kernel: this kernels library takes dense NCHW tensors only")
+        n, c, h, w = tuple(x.shape)
+        cout, _, kh, kw = tuple(weight.shape)
+        status = self.lib.adnet_dcn_forward_cuda(DTYPE_CODES[names.pop()], *(a.data_ptr() for a in arrays), n, c, h,
+                                                 w, cout, kh, kw, stride, padding, dilation, deformable_groups, None,
+                                                 handle)
         if status != 0:
             raise KernelError(self.lib.adnet_dcn_last_error().decode(errors="replace"))
 
     def __call__(self, x, offset_mask, weight, bias, *, stride: int = 1, padding: int = 1, dilation: int = 1,
                  deformable_groups: int = 8):
-        """y [B, Cout, Ho, Wo] (Ho, Wo from offset_mask), a new tensor, on the current stream."""
+        """y [B, Cout, Ho, Wo] (Ho, Wo from offset_mask), a new torch tensor on the current stream; channels-last
+        when x is and this variant takes it (and Cout is a multiple of 8), else dense NCHW."""
         import torch
 
+        layout = torch.contiguous_format
+        if self.channels_last and is_channels_last(x):
+            layout = torch.channels_last
+            if not (is_channels_last(offset_mask) or _dense_nchw(offset_mask)):
+                offset_mask = offset_mask.contiguous()
+        else:
+            x, offset_mask = x.contiguous(), offset_mask.contiguous()
+        if layout is torch.channels_last and weight.shape[0] % 8:
+            layout = torch.contiguous_format
         out = torch.empty((x.shape[0], weight.shape[0], offset_mask.shape[2], offset_mask.shape[3]),
-                          dtype=x.dtype, device=x.device)
-        self.launch(x.contiguous(), offset_mask.contiguous(), weight.contiguous(), bias.contiguous(), out,
-                    stride=stride, padding=padding, dilation=dilation, deformable_groups=deformable_groups)
+                          dtype=x.dtype, device=x.device, memory_format=layout)
+        self.launch(x, offset_mask, weight.contiguous(), bias.contiguous(), out, stride=stride, padding=padding,
+                    dilation=dilation, deformable_groups=deformable_groups)
         return out
 
 
-def kernels(lib: ctypes.CDLL) -> list:
-    """(variant, Kernel or the reason it is missing) for every variant."""
-    found = []
-    for variant in variants():
-        symbol = "adnet_dcn_forward_cuda" if variant == "v1" else f"adnet_dcn_forward_cuda_{variant}"
-        try:
-            fn = getattr(lib, symbol)
-        except AttributeError:
-            found.append((variant, f"the kernels library exports no {symbol}"))
-            continue
-        fn.argtypes = lib.adnet_dcn_forward_cuda.argtypes
-        fn.restype = lib.adnet_dcn_forward_cuda.restype
-        found.append((variant, Kernel(lib, variant, fn)))
-    return found
+def kernels(lib: ctypes.CDLL) -> list[tuple[str, Kernel]]:
+    """(variant, Kernel) for every variant the library offers."""
+    return [(variant, Kernel(lib, variant)) for variant in variants()]
+
+
+def best_kernel(lib: ctypes.CDLL) -> Kernel:
+    """What the TensorRT plugin would run for the same tensors ("best", with the Problem ABI), else v1."""
+    kernel = Kernel(lib, "best")
+    return kernel if kernel._forward is not None else Kernel(lib, "v1")
 
 
 @contextlib.contextmanager

@@ -119,7 +119,7 @@ class TwinKernel(torch_dcn.Kernel):
     """The CPU twin behind the Kernel interface, on CPU tensors; `damage` breaks its output on purpose."""
 
     def __init__(self, damage: str = ""):
-        super().__init__(lib=None, variant="twin", fn=None)
+        super().__init__(lib=None, variant="twin")
         self.damage = damage
 
     def launch(self, x, offset_mask, weight, bias, out, *, stride, padding, dilation, deformable_groups, stream=None):
@@ -148,6 +148,20 @@ def test_correctness_harness_passes_the_twin_on_every_case(dtype):
             assert row["exact_twin"] == 1.0
 
 
+def test_correctness_harness_channels_last_layouts_on_the_twin():
+    """The channels-last runs (x, and offset_mask / y where their channel counts allow, in NHWC memory inside the
+    canaries) read back in NCHW order: every fast-path case passes through the twin, and a damaged run fails."""
+    cases = [c for c in dcn_checks.CASES + dcn_checks.CHANNELS_LAST_CASES
+             if dcn_checks.channels_last_applies(c, "float16")]
+    assert {"adnet-layer", "cl-c32-dg2-cout12", "cl-nan-offsets"} <= {c.name for c in cases}
+    assert not dcn_checks.channels_last_applies(dcn_checks.CASES[0], "float32")
+    for case in cases:
+        row = dcn_checks.run_case(TwinKernel(), case, "float16", device="cpu", channels_last=True)
+        assert row["passed"] and row["layout"] == "channels-last" and row["exact_twin"] == 1.0, (case.name, row)
+    row = dcn_checks.run_case(TwinKernel("unwritten"), cases[0], "float16", device="cpu", channels_last=True)
+    assert not row["passed"] and "1 outputs left unwritten" in row["failures"]
+
+
 @pytest.mark.parametrize("damage,message", [("past-the-end", "canary next to the output was overwritten"),
                                             ("unwritten", "1 outputs left unwritten"),
                                             ("wrong-value", "rel L2 vs float64")])
@@ -173,13 +187,41 @@ def test_our_kernel_in_place_of_the_dcn_op_computes_the_same_network():
     assert dcn_checks.rel_l2(got, expected) < 1e-5
 
 
-def test_kernel_variants_default_to_v1_and_missing_ones_are_named():
-    class Lib:
-        adnet_dcn_forward_cuda = type("Fn", (), {"argtypes": [], "restype": None})()
+def test_kernel_variants_come_from_plugins_cuda():
+    from plugins.dcnv2 import cuda
 
-    found = dict(torch_dcn.kernels(Lib()))
-    assert list(found) == list(torch_dcn.variants()) and isinstance(found["v1"], torch_dcn.Kernel)
-    assert all(isinstance(k, str) and f"adnet_dcn_forward_cuda_{v}" in k for v, k in found.items() if v != "v1")
+    found = torch_dcn.kernels(lib=None)
+    assert [v for v, _ in found] == list(getattr(cuda, "VARIANTS", ("v1",))) == list(torch_dcn.variants())
+    assert all(isinstance(k, torch_dcn.Kernel) and k.variant == v for v, k in found)
+    assert not dict(found)["v1"].channels_last  # v1 takes dense NCHW only
+    best = torch_dcn.best_kernel(lib=None)
+    assert best.variant == ("best" if hasattr(cuda, "forward") else "v1")
+
+
+def test_kernel_refuses_mixed_dtypes_and_host_memory_before_the_library_sees_them():
+    kernel = torch_dcn.Kernel(lib=None, variant="v1")
+    x, om = torch.zeros(1, 8, 5, 5), torch.zeros(1, 3 * 8 * 9, 5, 5)
+    w, b, y = torch.zeros(4, 8, 3, 3), torch.zeros(4), torch.zeros(1, 4, 5, 5)
+    fields = dict(stride=1, padding=1, dilation=1, deformable_groups=8)
+    with pytest.raises(torch_dcn.KernelError, match="all float32 or all float16"):
+        kernel.launch(x.half(), om, w, b, y, **fields)
+    with pytest.raises(torch_dcn.KernelError, match="CUDA memory"):
+        kernel.launch(x, om, w, b, y, stream=0, **fields)
+
+
+def test_sanitizer_device_arrays_have_torchs_layouts():
+    """sanitizer_case hands raw driver buffers to the kernel: their strides and memory order must be what torch
+    gives the same tensors (dense NCHW, channels_last)."""
+    from benchmarks.gpu.sanitizer_case import DeviceArray, _memory
+
+    a = np.random.default_rng().standard_normal((2, 16, 5, 7)).astype(np.float16)
+    t = torch.from_numpy(a)
+    for channels_last, tensor in ((False, t), (True, t.to(memory_format=torch.channels_last))):
+        device = DeviceArray(0, a.shape, "float16", channels_last)
+        assert device.stride() == tensor.stride() and torch_dcn.is_channels_last(device) == channels_last
+        flat = torch.as_strided(tensor, (tensor.numel(),), (1,)).numpy()  # the tensor's memory in order
+        assert np.array_equal(_memory(a, channels_last).reshape(-1), flat)
+    assert DeviceArray(0, (24,), "float16").stride() == (1,)
 
 
 # ---- pure parts of the speed and ADNet phases, and the built-in DeformConv limit ---------------------------------

@@ -4,7 +4,8 @@ Skipped without a CUDA GPU and a CUDA build of torch (CI has neither). Collects 
 TensorRT (a bare GPU box): it needs torch, numpy, g++ (the twin) and the kernels library, built here with
 `make kernels` when make and nvcc are found, else taken as it is. The checks are gpu-check's
 (benchmarks/gpu/dcn_checks.py): NaN-poisoned outputs between canaries, odd shapes, huge and NaN offsets, +-inf mask
-logits, a side stream while the default stream is busy, invalid arguments; every kernel variant.
+logits, a side stream while the default stream is busy, invalid arguments; every kernel variant, and FP16
+channels-last tensors for the variants with that fast path.
 """
 import shutil
 import subprocess
@@ -33,20 +34,34 @@ def variants():
     elif not KERNELS_LIBRARY.exists():
         pytest.skip(f"{KERNELS_LIBRARY} is missing and nvcc + make were not both found: build it with "
                     f"`make kernels` on a CUDA machine")
-    found = kernels(load_kernels(KERNELS_LIBRARY))
-    missing = [f"{v}: {k}" for v, k in found if isinstance(k, str)]
-    assert not missing, missing
-    return [k for _, k in found]
+    return [k for _, k in kernels(load_kernels(KERNELS_LIBRARY))]
+
+
+def _check(kernel, case, dtype, channels_last=False):
+    row = dcn_checks.run_case(kernel, case, dtype, device="cuda", channels_last=channels_last)
+    print(f"{kernel.variant} {case.name} {dtype} {row['layout']}: rel L2 vs float64 {row['rel_l2_f64']:.1e}"
+          + (f", {row['exact_twin']:.4f} equal to the twin" if "exact_twin" in row else ""))
+    assert row["passed"], row["failures"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("case", dcn_checks.CASES, ids=[c.name for c in dcn_checks.CASES])
 def test_cuda_matches_float64_and_the_twin(variants, case, dtype):
     for kernel in variants:
-        row = dcn_checks.run_case(kernel, case, dtype, device="cuda")
-        print(f"{kernel.variant} {case.name} {dtype}: rel L2 vs float64 {row['rel_l2_f64']:.1e}"
-              + (f", {row['exact_twin']:.4f} equal to the twin" if "exact_twin" in row else ""))
-        assert row["passed"], row["failures"]
+        _check(kernel, case, dtype)
+
+
+FAST_CASES = [c for c in dcn_checks.CASES + dcn_checks.CHANNELS_LAST_CASES
+              if dcn_checks.channels_last_applies(c, "float16")]
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=[c.name for c in FAST_CASES])
+def test_channels_last_fast_path_matches_float64_and_the_twin(variants, case):
+    fast = [k for k in variants if k.channels_last]
+    if not fast:
+        pytest.skip("no kernel variant of this library takes channels-last tensors")
+    for kernel in fast:
+        _check(kernel, case, "float16", channels_last=True)
 
 
 def test_side_stream_while_the_default_stream_is_busy(variants):
@@ -55,7 +70,7 @@ def test_side_stream_while_the_default_stream_is_busy(variants):
         assert row["passed"], row["failures"]
 
 
-def test_invalid_arguments_return_minus_one_with_the_message(variants):
+def test_invalid_arguments_are_refused_with_the_cores_message(variants):
     for kernel in variants:
         row = dcn_checks.invalid_arguments_check(kernel)
         assert row["passed"], row["failures"]
