@@ -14,7 +14,8 @@ from typing import Optional
 
 from benchmarks.gpu.runner import Phase, PhaseContext, Skip
 
-__all__ = ["PHASES", "gpu_reason", "env", "build", "correctness", "sanitizer", "kernel_speed", "adnet"]
+__all__ = ["PHASES", "gpu_reason", "nvcc_path", "nvcc_version", "build_kernels", "env", "build", "correctness",
+           "sanitizer", "kernel_speed", "adnet"]
 
 ROOT = Path(__file__).resolve().parents[2]
 # nvidia-smi --query-gpu fields, asked one at a time: a field this driver does not know fails alone.
@@ -65,14 +66,14 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def _nvcc_version(nvcc: Optional[str]) -> Optional[str]:
+def nvcc_version(nvcc: Optional[str]) -> Optional[str]:
     if not nvcc:
         return None
     code, text = _run([nvcc, "--version"])
     return next((line.strip() for line in text.splitlines() if "release" in line), None) if code == 0 else None
 
 
-def _find_nvcc() -> Optional[str]:
+def nvcc_path() -> Optional[str]:
     """plugins.dcnv2.cuda.find_nvcc(); nvcc on PATH where that cannot look (it may ask make, which a bare box may
     lack)."""
     from plugins.dcnv2.cuda import find_nvcc
@@ -84,7 +85,7 @@ def _find_nvcc() -> Optional[str]:
 
 
 def _sanitizer_path() -> Optional[str]:
-    nvcc = _find_nvcc()
+    nvcc = nvcc_path()
     beside = Path(nvcc).parent / "compute-sanitizer" if nvcc else None
     return shutil.which("compute-sanitizer") or (str(beside) if beside and beside.exists() else None)
 
@@ -127,8 +128,8 @@ def env(ctx: PhaseContext) -> dict:
         tv = torchvision.__version__
     except Exception as exc:  # a torchvision built for another torch fails with RuntimeError or OSError, not only
         tv = f"not usable: {_first_line(exc)}"
-    nvcc = _find_nvcc()
-    tools = {"nvcc": nvcc, "nvcc_version": _nvcc_version(nvcc), "compute_sanitizer": _sanitizer_path(),
+    nvcc = nvcc_path()
+    tools = {"nvcc": nvcc, "nvcc_version": nvcc_version(nvcc), "compute_sanitizer": _sanitizer_path(),
              "make": shutil.which("make"), "cxx": shutil.which("g++"), "torchvision": tv}
     if cuda["available"]:
         summary = (f"{cuda['device']} (sm {cuda['compute_capability']}, {cuda['sm_count']} SMs, "
@@ -141,27 +142,22 @@ def env(ctx: PhaseContext) -> dict:
     return {"cuda": cuda, "nvidia_smi": smi, "tools": tools, "summary": summary}
 
 
-def build(ctx: PhaseContext) -> dict:
-    """`make kernels` (make owns the nvcc command lines); without make or nvcc, an existing kernels library is used
-    as it is. The CPU twin too: the correctness phase compares with it."""
+def build_kernels(timeout: float = 600.0) -> tuple[Path, str]:
+    """(kernels library, how it came to be): `make kernels` (make owns the nvcc command lines); without make or nvcc,
+    an existing library as it is. Raises Skip when there is neither nvcc nor a library, RuntimeError when the build
+    fails or make is missing."""
     from plugins.dcnv2 import cuda
-    from plugins.dcnv2.cpu import build_library
 
-    try:
-        twin, twin_error = str(build_library()), None
-    except RuntimeError as exc:
-        twin, twin_error = None, str(exc).strip().splitlines()[0]
-    nvcc, make, library = _find_nvcc(), shutil.which("make"), cuda.KERNELS_LIBRARY
+    nvcc, make, library = nvcc_path(), shutil.which("make"), cuda.KERNELS_LIBRARY
     if nvcc and make:
         # PYTHON_SYS: the contract header is generated with this interpreter (a bare box may have no venv).
         cmd = [make, "--no-print-directory", "kernels", f"NVCC={nvcc}", f"PYTHON_SYS={sys.executable}"]
-        code, text = _run(cmd, timeout=max(ctx.remaining() - 5, 10))
+        code, text = _run(cmd, timeout=timeout)
         if code != 0:
             raise RuntimeError(f"`{' '.join(cmd)}` failed: " + " | ".join(text.splitlines()[-5:]))
-        how, built = " ".join(cmd), "make kernels"
+        how = "make kernels"
     elif library.is_file():
-        built = f"not rebuilt: {'nvcc' if not nvcc else 'make'} not found"
-        how = f"the existing {library}, {built}"
+        how = f"not rebuilt: {'nvcc' if not nvcc else 'make'} not found"
     elif not nvcc:
         raise Skip("nvcc not found (CUDA_HOME, CUDA_PATH, /usr/local/cuda, PATH): install the CUDA toolkit to build "
                    "the kernels")
@@ -170,10 +166,23 @@ def build(ctx: PhaseContext) -> dict:
                            "(plugins/dcnv2/dcnv2.mk), or build the kernels elsewhere with `make kernels`")
     if not library.is_file():
         raise RuntimeError(f"{how} ran but {library} is missing")
-    summary = (f"{library} ({built}) with {_nvcc_version(nvcc) or 'no nvcc'}; "
+    return library, how
+
+
+def build(ctx: PhaseContext) -> dict:
+    """The kernels library (build_kernels) and the CPU twin, which the correctness phase compares with."""
+    from plugins.dcnv2.cpu import build_library
+
+    try:
+        twin, twin_error = str(build_library()), None
+    except RuntimeError as exc:
+        twin, twin_error = None, str(exc).strip().splitlines()[0]
+    library, how = build_kernels(timeout=max(ctx.remaining() - 5, 10))
+    version = nvcc_version(nvcc_path())
+    summary = (f"{library} ({how}) with {version or 'no nvcc'}; "
                f"CPU twin {'built' if twin else f'not built: {twin_error}'}")
     ctx.log(summary)
-    return {"library": str(library), "how": how, "nvcc": nvcc, "nvcc_version": _nvcc_version(nvcc), "twin": twin,
+    return {"library": str(library), "how": how, "nvcc_version": version, "twin": twin,
             "twin_error": twin_error, "summary": summary}
 
 

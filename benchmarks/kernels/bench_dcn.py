@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.gpu import dcn_speed, torch_dcn  # noqa: E402
-from plugins.dcnv2.cuda import KERNELS_LIBRARY, find_nvcc, load_kernels  # noqa: E402
+from benchmarks.gpu import dcn_speed, phases, torch_dcn  # noqa: E402
+from benchmarks.gpu.runner import Skip  # noqa: E402
+from plugins.dcnv2.cuda import KERNELS_LIBRARY, load_kernels  # noqa: E402
 
 
 def no_gpu_message() -> str | None:
@@ -58,20 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         import torchvision.ops as tv_ops
     except ImportError:  # PyPI's torchvision must match the torch build exactly
         tv_ops = None
-    nvcc = find_nvcc()
+    library = KERNELS_LIBRARY
     if not args.no_build:
-        if nvcc:
-            subprocess.run(["make", "-C", str(ROOT), "kernels"], check=True)
-        elif not KERNELS_LIBRARY.exists():
-            raise SystemExit(f"bench_dcn: nvcc not found and {KERNELS_LIBRARY} missing: install the CUDA toolkit or "
-                             "build the library elsewhere (`make kernels`)")
-    kernels = [k for _, k in torch_dcn.kernels(load_kernels(KERNELS_LIBRARY)) if not isinstance(k, str)]
+        try:
+            library, _ = phases.build_kernels()
+        except (Skip, RuntimeError) as exc:
+            raise SystemExit(f"bench_dcn: {exc}") from None
+    kernels = [k for _, k in torch_dcn.kernels(load_kernels(library))]
     props = torch.cuda.get_device_properties(0)
-    try:
-        lines = subprocess.run([nvcc or "nvcc", "--version"], capture_output=True, text=True).stdout.splitlines()
-        nvcc_version = next((line for line in lines if "release" in line), "unknown")
-    except OSError:
-        nvcc_version = "unknown"
+    nvcc_version = phases.nvcc_version(phases.nvcc_path()) or "unknown"
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     meta = {
         "gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",

@@ -1,16 +1,12 @@
 """The AdnetDCNv2 CUDA kernels (the `make kernels` library) on a GPU, against float64 and the CPU twin.
 
 Skipped without a CUDA GPU and a CUDA build of torch (CI has neither). Collects without onnx-graphsurgeon, onnx or
-TensorRT (a bare GPU box): it needs torch, numpy, g++ (the twin) and the kernels library, built here with
-`make kernels` when make and nvcc are found, else taken as it is. The checks are gpu-check's
+TensorRT (a bare GPU box): it needs torch, numpy, g++ (the twin) and the kernels library, built here as gpu-check
+builds it (`make kernels` when make and nvcc are found, else the existing library). The checks are gpu-check's
 (benchmarks/gpu/dcn_checks.py): NaN-poisoned outputs between canaries, odd shapes, huge and NaN offsets, +-inf mask
 logits, a side stream while the default stream is busy, invalid arguments; every kernel variant, and FP16
 channels-last tensors for the variants with that fast path.
 """
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -19,22 +15,19 @@ if not torch.cuda.is_available():
                 allow_module_level=True)
 
 from benchmarks.gpu import dcn_checks  # noqa: E402
+from benchmarks.gpu.phases import build_kernels  # noqa: E402
+from benchmarks.gpu.runner import Skip  # noqa: E402
 from benchmarks.gpu.torch_dcn import kernels  # noqa: E402
-from plugins.dcnv2.cuda import KERNELS_LIBRARY, find_nvcc, load_kernels  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
+from plugins.dcnv2.cuda import load_kernels  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def variants():
-    nvcc = find_nvcc()
-    if nvcc and shutil.which("make"):
-        result = subprocess.run(["make", "kernels", f"NVCC={nvcc}"], cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
-    elif not KERNELS_LIBRARY.exists():
-        pytest.skip(f"{KERNELS_LIBRARY} is missing and nvcc + make were not both found: build it with "
-                    f"`make kernels` on a CUDA machine")
-    return [k for _, k in kernels(load_kernels(KERNELS_LIBRARY))]
+    try:
+        library, _ = build_kernels()
+    except Skip as exc:
+        pytest.skip(str(exc))
+    return [k for _, k in kernels(load_kernels(library))]
 
 
 def _check(kernel, case, dtype, channels_last=False):
