@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from benchmarks import harness
 from benchmarks.gpu import adnet_check, dcn_checks, dcn_speed, results, torch_dcn
 from benchmarks.gpu.runner import Phase, run_phases
 from plugins.dcnv2.cpu import dcnv2_forward
+from tests.child import run_module, run_python
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = "tests.benchmarks.gpu_fakes"
@@ -84,8 +84,7 @@ def test_no_gpu_mode_builds_what_it_can_skips_the_rest_and_exits_0(tmp_path):
     reason, the files are written, exit 0."""
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: `make gpu-check` runs the GPU phases (about 7 minutes)")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = run_module("benchmarks.gpu", "--out", str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (report_path,) = tmp_path.glob("*_gpucheck.json")
     report = json.loads(report_path.read_text())
@@ -104,12 +103,40 @@ def test_no_gpu_mode_builds_what_it_can_skips_the_rest_and_exits_0(tmp_path):
     assert sum(p["budget_s"] for p in phases.values()) <= 7 * 60
 
 
+# What a bare GPU box (CUDA, nvcc, a CUDA PyTorch, numpy) does not have.
+BARE_BOX_ABSENT = ("onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript", "onnxruntime_extensions", "tensorrt",
+                   "tensorrt_rtx", "polygraphy", "tritonclient", "matplotlib", "tqdm", "cv2", "torchvision", "PIL")
+
+
+def test_gpu_check_and_its_phase_code_import_on_a_bare_box(tmp_path):
+    """Every package above is made unimportable (stub packages first on PYTHONPATH, so the phases' child processes
+    see them too): the no-GPU run still passes, and the code the GPU phases call (scene and frames, ADNet, the
+    correctness harness with the twin) imports and runs."""
+    stubs = tmp_path / "stubs"
+    for name in BARE_BOX_ABSENT:
+        (stubs / name).mkdir(parents=True)
+        (stubs / name / "__init__.py").write_text(f"raise ImportError('{name} is not on a bare GPU box')\n")
+    env = {**os.environ, "PYTHONPATH": f"{stubs}{os.pathsep}{REPO}"}
+    proc = run_module("benchmarks.gpu", "--out", str(tmp_path / "out"), env=env, timeout=600)
+    assert proc.returncode == 0 and "0 failed" in proc.stdout, proc.stdout + proc.stderr
+    code = ("import numpy as np, torch\n"
+            "from benchmarks.gpu import adnet_check, dcn_checks\n"
+            "from export.checkpoint import random_adnet\n"
+            "from tests.benchmarks.test_gpu_check import TwinKernel\n"
+            "frames = adnet_check.frames(12, 18, 'cpu')\n"
+            "with torch.inference_mode():\n"
+            "    out = random_adnet(0).eval()(*frames)\n"
+            "row = dcn_checks.run_case(TwinKernel(), dcn_checks.CASES[0], 'float16', device='cpu')\n"
+            "print(tuple(out.shape), row['passed'])\n")
+    proc = run_python(code, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[-2] == "(1, 3, 12, 20) True"
+
+
 def test_cli_lists_phases_and_refuses_unknown_ones():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--list"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    proc = run_module("benchmarks.gpu", "--list")
     assert proc.returncode == 0 and proc.stdout.split()[0] == "env" and "adnet" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--phases", "env,speed"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = run_module("benchmarks.gpu", "--phases", "env,speed")
     assert proc.returncode == 2 and "unknown phase(s) speed" in proc.stderr
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +26,8 @@ from export.engine_files import check_sidecar
 from export.profiles import CI_PROFILE, Profile
 from export.surgery import PLUGIN_DOMAIN
 from plugins.dcnv2 import contract
+from tests.child import run_module, run_python
 
-REPO = Path(__file__).resolve().parents[2]
 FP16 = "float16"
 
 
@@ -172,11 +170,10 @@ def test_strongly_typed_fp16_build_rejects_the_fp32_graph(rtx, graphs, tmp_path)
 
 def test_cli_builds_with_make_style_sizes_and_rtx_targets(graphs, tmp_path):
     out = tmp_path / "cli" / "model.plan"
-    proc = subprocess.run(
-        [sys.executable, "-m", "export.build_engine", "--backend", "rtx", "--onnx", str(graphs.path("plugin_fp16")),
-         "--out", str(out), "--min", "1x32x32", "--opt", "48x64", "--max", "3x64x128", "--no-progress",
-         "--compute-capability", "SM86", "--compute-capability", "sm120", "--workspace", "256"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_module("export.build_engine", "--backend", "rtx", "--onnx", str(graphs.path("plugin_fp16")),
+                      "--out", str(out), "--min", "1x32x32", "--opt", "48x64", "--max", "3x64x128", "--no-progress",
+                      "--compute-capability", "SM86", "--compute-capability", "sm120", "--workspace", "256",
+                      timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "CI build-only stand-in" in proc.stdout
     side = json.loads(out.with_name("model.plan.json").read_text())
@@ -292,11 +289,10 @@ CONTAINER_ABSENT = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxru
 
 
 def test_build_runs_with_what_the_ngc_container_has(graphs, tmp_path):
-    code = (f"import sys\nfor m in {CONTAINER_ABSENT!r}:\n    sys.modules[m] = None\n"
-            f"from export import build_engine\n"
+    code = (f"import sys\nfrom export import build_engine\n"
             f"sys.exit(build_engine.main(['--backend', 'rtx', '--ci-profile', '--onnx', "
             f"{str(graphs.path('plugin_fp16'))!r}, '--out', {str(tmp_path / 'model.plan')!r}]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_python(code, absent=CONTAINER_ABSENT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Building engine" in proc.stderr  # the progress monitor's fallback without tqdm
     assert json.loads((tmp_path / "model.plan.json").read_text())["network"]["plugin_layers"] == 8

@@ -3,17 +3,14 @@ Running an engine needs a GPU; what is checked here happens before TensorRT is a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from export import engine_files
 from export.engine_files import EngineLoadError, check_sidecar
 from export.engine_runner import EngineRunner
+from tests.child import run_python
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_runner_refuses_stand_in_and_mismatched_engines_before_loading(rtx, ci_engine, tmp_path):
@@ -45,12 +42,11 @@ def test_plan_and_sidecar_are_written_atomically_and_read_back(tmp_path):
 
 
 def test_engine_modules_import_without_tensorrt_and_polygraphy():
-    code = ("import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = sys.modules['polygraphy'] = None\n"
-            "import export.build_engine, export.engine_runner, export.verify_engine, export.trt_compat\n"
+    code = ("import export.build_engine, export.engine_runner, export.verify_engine, export.trt_compat\n"
             "import export.plugin_preflight, export.trt_process, export.engine_files\n"
             "from export import trt_compat\n"
             "try:\n    trt_compat.load('auto')\nexcept trt_compat.TensorRTNotFound as e:\n    print(e)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = run_python(code, absent=("tensorrt", "tensorrt_rtx", "polygraphy"))
     assert proc.returncode == 0, proc.stderr
     assert "TensorRT not found" in proc.stdout and "nvcr.io/nvidia/tensorrt:<yy.mm>-py3" in proc.stdout
 
@@ -58,6 +54,6 @@ def test_engine_modules_import_without_tensorrt_and_polygraphy():
 def test_runner_module_does_not_import_the_build_step():
     code = ("import sys, export.engine_runner, export.verify_engine\n"
             "print('export.build_engine' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"

@@ -3,8 +3,6 @@ TensorRT's errors, Polygraphy bound to the right TensorRT. Real TensorRT-RTX; fi
 libraries of other TensorRT versions (only their dynamic string table is read)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from export import trt_process
 from plugins.dcnv2 import contract
 from plugins.dcnv2.cpu import build_library
+from tests.child import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +50,7 @@ def test_a_library_that_registers_no_creator_is_reported_on_both_load_paths(tmp_
                 f"trt = trt_compat.load('rtx')\n"
                 f"try:\n    trt_process.{call}(trt, {str(library)!r})\n"
                 f"except trt_process.PluginLibraryError as exc:\n    print('ERROR', exc)\n")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = run_python(code)
         assert proc.returncode == 0, proc.stderr
         if call == "dlopen_plugin":
             assert f"registers no {contract.PLUGIN_NAME} version {contract.PLUGIN_VERSION}" in proc.stdout
@@ -76,7 +75,7 @@ def test_polygraphy_refuses_a_second_tensorrt_in_one_process():
             "trt_process.polygraphy(rtx)\n"
             "try:\n    trt_process.polygraphy(TensorRT(rtx.module, 'tensorrt'))\n"
             "except trt_process.PolygraphyNotFound as exc:\n    print(exc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert "already bound to TensorRT-RTX" in proc.stdout and "one TensorRT per process" in proc.stdout
 
@@ -87,12 +86,27 @@ def test_polygraphy_pin_is_the_requirements_pin():
     assert pins["polygraphy"].split()[0] == trt_process.POLYGRAPHY_VERSION
 
 
+def test_readme_container_commands_install_only_pinned_polygraphy_without_dependencies():
+    """Issue #11 finding 6: pip in the NGC 24.10 containers must not replace the numpy TensorRT 10.5's bindings were
+    built with (onnx 1.22 alone would pull numpy >= 1.23.2): every pip install in the README's GPU section is
+    Polygraphy, pinned, with --no-deps, and the containers are the release's."""
+    from export import trt_compat
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## GPU hosts"):readme.index("## Verified where")]
+    installs = [line[line.index("pip install"):] for line in section.splitlines() if "pip install" in line]
+    assert installs and all("--no-deps" in i and f"polygraphy{'==' if '==' in i else '-'}"
+                            f"{trt_process.POLYGRAPHY_VERSION}" in i for i in installs), installs
+    tags = {line.split("nvcr.io/nvidia/tensorrt:")[1].split()[0] for line in section.splitlines()
+            if "nvcr.io/nvidia/tensorrt:" in line}
+    assert tags == {f"{trt_compat.NGC_RELEASE}-py3"}
+
+
 def test_missing_polygraphy_names_the_pinned_install(rtx):
-    code = ("import sys; sys.modules['polygraphy'] = None\n"
-            "from export import trt_compat, trt_process\n"
+    code = ("from export import trt_compat, trt_process\n"
             "try:\n    trt_process.polygraphy(trt_compat.load('rtx'))\n"
             "except trt_process.PolygraphyNotFound as exc:\n    print(exc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_python(code, absent=("polygraphy",))
     assert proc.returncode == 0, proc.stderr
     assert f"pip install polygraphy=={trt_process.POLYGRAPHY_VERSION}" in proc.stdout and "--no-deps" in proc.stdout
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from client.synthetic import make_scene
 from export import verify_engine as ve
 from export.engine_files import EngineLoadError
 from export.trt_process import sha256_file
+from tests.child import run_python
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ("1x32x48", "2x18x22")  # the second: H, W not multiples of 4 (padding path), batch 2
@@ -134,11 +134,10 @@ def test_comparing_with_a_recording_needs_neither_onnx_nor_onnxruntime_nor_torch
     """verify-engine's side in the NGC container: load the recording, compare results (here the reference itself)."""
     from tests.export.test_build_engine import CONTAINER_ABSENT
 
-    code = (f"import sys\nfor m in {CONTAINER_ABSENT!r}:\n    sys.modules[m] = None\n"
-            f"from export import verify_engine as ve\n"
+    code = (f"from export import verify_engine as ve\n"
             f"feeds, reference, meta = ve.load_recorded({str(recording[1])!r})\n"
             f"ok, verdicts = ve.compare_runs(reference, reference)\n"
             f"print(ok, len(verdicts), meta['onnxruntime'])\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_python(code, absent=CONTAINER_ABSENT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1].split()[:2] == ["True", "2"]  # Polygraphy may warn on stdout first

@@ -1,20 +1,15 @@
 """The GPU test modules collect and skip cleanly on a machine without a GPU and without onnx-graphsurgeon (a bare GPU
 box has torch and CUDA, not the export stack): the module-level skip, not an import error, decides."""
-import subprocess
-import sys
-from pathlib import Path
+import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.child import run_python
 
 
 def test_cuda_kernel_tests_collect_and_skip_without_onnx_graphsurgeon():
-    code = ("import sys; sys.modules['onnx_graphsurgeon'] = None\n"
-            "import pytest\n"
+    code = ("import sys, pytest\n"
             "sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', 'tests/plugins/test_dcnv2_cuda.py']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_python(code, absent=("onnx_graphsurgeon",), timeout=300)
     out = proc.stdout + proc.stderr
-    import torch
-
     if torch.cuda.is_available():
         assert proc.returncode == 0, out  # on a GPU box the tests run, and pass
     else:
