@@ -94,7 +94,7 @@ def load_network(path: Path):
 # ---- backends ----------------------------------------------------------------------------------------------------
 
 # TensorRT's built-in ModulatedDeformConv2d sizes its im2col workspace as C * K * Ho * Wo * bytes in int32 up to
-# TensorRT 10.10 (plugin/modulatedDeformConvPlugin, getWorkspaceSize); 10.11 computes it in int64. ADNet's DCNs have
+# TensorRT 10.10 (docs/design.md §4); 10.11 computes it in int64. ADNet's DCNs have
 # C = 64 channels and K = 9 taps at full resolution (L1), so 10.5 overflows above 1,864,135 FP16 output pixels:
 # 1060x1900 (2.01 Mpx, 2.32e9 bytes) cannot be built, 1000x1500 can.
 BUILTIN_DCN_INT64_FROM = (10, 11)

@@ -10,7 +10,7 @@ Variants that take channels-last tensors (torch_dcn.Kernel.channels_last: the FP
 that qualify (C/dg a multiple of 8, 3x3) with x channels-last, and offset_mask and y too where their channel counts
 are multiples of 8 (CHANNELS_LAST_CASES adds shapes for it).
 
-Semantics of the special cases (docs/design.md section 2: a sample counts when -1 < y < H and -1 < x < W): a NaN
+Semantics of the special cases (docs/design.md §2: a sample counts when -1 < y < H and -1 < x < W): a NaN
 or huge offset fails that test, so its tap samples nothing; the float64 reference gets such offsets as 1e9 (outside
 any image). Mask logits of +inf / -inf give a mask of 1 / 0.
 
@@ -96,7 +96,7 @@ CHANNELS_LAST_CASES = (
 # output ulps (tensor-core summation order) plus 1e-3 of the output's rms (a column value rounded the other way).
 TOLERANCES = {"float32": {"rel_l2_f64": 1e-5, "rel_l2_twin": 2e-6},
               "float16": {"rel_l2_f64": 2e-3, "exact_twin": 0.9, "ulps_twin": 2.0, "rms_twin": 1e-3}}
-# Sample positions are float32 (docs/design.md section 2): past 1024 rows or columns their spacing is 2^-13 pixels,
+# Sample positions are float32 (docs/design.md §2): past 1024 rows or columns their spacing is 2^-13 pixels,
 # which alone puts a float32 output about 1e-5 (relative L2) from float64.
 WIDE_FP32_FACTOR = 5.0
 
