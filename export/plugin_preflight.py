@@ -33,7 +33,7 @@ from typing import Optional
 from export import trt_compat
 from export.engine_files import DEFAULT_PLAN, EngineLoadError, check_sidecar, read_sidecar, sidecar_path
 from export.errors import PipelineError
-from export.trt_process import DEFAULT_PLUGIN_LIBRARY, linked_tensorrt_libraries, sha256_file
+from export.trt_process import DEFAULT_PLUGIN_LIBRARY, POLYGRAPHY_VERSION, linked_tensorrt_libraries, sha256_file
 from plugins.dcnv2 import contract
 
 __all__ = ["Check", "static_checks", "load_checks", "preflight", "docker_command", "main"]
@@ -58,8 +58,11 @@ def _container(release: str) -> str:
 
 
 def _rebuild(release: str, what: str = "plugin engine") -> str:
+    make = f"make {what} ENGINE_PY=python3"
+    if "engine" in what:  # the engine build runs on Polygraphy, which the TensorRT container does not pin
+        make = f"bash -c 'pip install --no-deps polygraphy=={POLYGRAPHY_VERSION} && {make}'"
     return (f"rebuild with `docker run --gpus all --rm -v $PWD:/workspace/adnet -w /workspace/adnet "
-            f"{_container(release)} make {what} ENGINE_PY=python3`")
+            f"{_container(release)} {make}`")
 
 
 def static_checks(plan: Path, plugin: Path, release: str, tensorrt_version: Optional[str] = None) -> list[Check]:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from export import trt_python_plugin
 from export.errors import PipelineError
-from export.trt_compat import CONTAINER_HINT, TensorRT
+from export.trt_compat import CONTAINER_HINT, POLYGRAPHY_VERSION, TensorRT
 from plugins.dcnv2 import contract
 
 __all__ = ["DEFAULT_PLUGIN_LIBRARY", "POLYGRAPHY_VERSION", "PluginLibraryError", "PolygraphyNotFound", "Plugins",
@@ -37,8 +37,6 @@ __all__ = ["DEFAULT_PLUGIN_LIBRARY", "POLYGRAPHY_VERSION", "PluginLibraryError",
            "sha256_file", "linked_tensorrt_libraries", "registered_creator", "load_plugins", "dlopen_plugin"]
 
 DEFAULT_PLUGIN_LIBRARY = Path("build") / "libadnet_plugins.so"
-# The Polygraphy the engine chain is written against (requirements.txt pins the same; a test keeps them equal).
-POLYGRAPHY_VERSION = "0.53.6"
 
 
 class PluginLibraryError(PipelineError):

@@ -52,7 +52,8 @@ def test_a_plan_triton_would_refuse_fails_with_the_rebuild_command(tmp_path, cha
     plan = _plan(tmp_path, lib, **change)
     checks = {c.name: c for c in pf.static_checks(plan, lib, "24.10")}
     assert checks[name].failed and message in checks[name].detail
-    assert "nvcr.io/nvidia/tensorrt:24.10-py3 make plugin engine ENGINE_PY=python3" in checks[name].detail
+    assert (f"nvcr.io/nvidia/tensorrt:24.10-py3 bash -c 'pip install --no-deps polygraphy=={pf.POLYGRAPHY_VERSION} "
+            f"&& make plugin engine ENGINE_PY=python3'") in checks[name].detail
 
 
 def test_library_problems_fail_and_a_rebuilt_library_warns(tmp_path):
