@@ -69,7 +69,7 @@ HTTP_PORT  ?= 8000
 METRICS_PORT ?= 8002
 SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
-serve: $(STAMP) $(if $(GPU),,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1 prints/runs the NGC command
+serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1: plugin pre-flight, then prints/runs the NGC command
 	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
 
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
@@ -88,3 +88,6 @@ include export/engine.mk
 
 # Benchmarks (latency, serving, accuracy; `make bench QUICK=1` on a CPU).
 include benchmarks/bench.mk
+
+# First contact with a GPU machine (kernels, correctness, speed, whole ADNet in PyTorch): `make gpu-check`.
+include benchmarks/gpu/gpu_check.mk

@@ -58,6 +58,10 @@ class Backend:
     def release(self) -> None:
         """Drop per-size buffers (GPU memory) between sizes."""
 
+    def unsupported(self, h: int, w: int) -> Optional[str]:
+        """Why this backend cannot run an H x W frame (recorded as a skipped row), or None."""
+        return None
+
     def close(self) -> None:
         self.release()
 
@@ -204,10 +208,13 @@ def tensorrt_reason() -> Optional[str]:
 
 class TensorRTEngine(Backend):
     """A pipeline plan (export.engine_runner checks its sidecar, loads the plugin library and deserialises it).
-    With a CUDA build of torch, inputs and output live in GPU memory and CUDA events time execute_async_v3 alone;
-    otherwise EngineRunner.infer is timed on the host (copies included)."""
+    With a CUDA build of torch, inputs and output live in GPU memory and CUDA events time execute_async_v3 alone, on
+    an execution context of its own (the runner's Polygraphy TrtRunner keeps its own for infer); otherwise
+    EngineRunner.infer is timed on the host (copies included). `unsupported_sizes`: {"HxW": reason} this engine
+    cannot run (e.g. the built-in DeformConv's workspace overflow)."""
 
-    def __init__(self, plan: Path, *, name: str, label: str, note: str = ""):
+    def __init__(self, plan: Path, *, name: str, label: str, note: str = "",
+                 unsupported_sizes: Optional[dict] = None):
         reason = tensorrt_reason()
         if reason:
             raise Unavailable(reason)
@@ -219,16 +226,28 @@ class TensorRTEngine(Backend):
         self.runner = EngineRunner(plan)
         self.name, self.label, self.device, self.precision = name, label, "cuda", "fp16"
         self.note = note
+        self.unsupported_sizes = dict(unsupported_sizes or {})
         self.torch = None
+        self.context = None
         try:
             import torch
 
             if torch.cuda.is_available():
                 self.torch = torch
+                self.context = self.runner.engine.create_execution_context()
         except ImportError:
             pass
         self.timer = "cuda-events" if self.torch else "wall"
         self.ldr_dtype = str(self.runner.dtype(contract.INPUT_LDR))
+
+    def unsupported(self, h, w):
+        reason = self.unsupported_sizes.get(f"{h}x{w}")
+        if reason:
+            return reason
+        lo, _, hi = self.runner.profile(contract.INPUT_LDR)
+        if not (lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
+            return f"{h}x{w} is outside the engine's profile ({lo[2]}x{lo[3]} .. {hi[2]}x{hi[3]})"
+        return None
 
     def prepare(self, frames):
         if self.torch is None:
@@ -240,7 +259,7 @@ class TensorRTEngine(Backend):
         if self.torch is None:
             return self.runner.infer(*prepared)
         ldr, ev = prepared
-        ctx = self.runner.context
+        ctx = self.context
         ctx.set_input_shape(contract.INPUT_LDR, tuple(ldr.shape))
         ctx.set_input_shape(contract.INPUT_EV, tuple(ev.shape))
         out = self.torch.empty(tuple(ctx.get_tensor_shape(contract.OUTPUT_HDR)), dtype=self.torch.float32,

@@ -8,8 +8,8 @@
 # ground truth), BENCH_OUT=results folder (default benchmarks/results), URL=host:port of a running Triton (e.g. the
 # GPU server from `make serve GPU=1`) instead of the CPU one started here, CKPT= (re-exports the graphs, as for
 # `make onnx`; the PyTorch reference reads its weights from build/adnet.onnx),
-# BENCH_PY=python with a CUDA build of torch (+ TensorRT, cuda-python) on GPU hosts (default: the venv; then the
-# ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
+# BENCH_PY=python with a CUDA build of torch (+ TensorRT, Polygraphy, cuda-python) on GPU hosts (default: the venv;
+# then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
 
 BENCH_OUT  ?= benchmarks/results
 BENCH_PY   ?= $(PY)

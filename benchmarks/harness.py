@@ -93,23 +93,75 @@ def load_network(path: Path):
 
 # ---- backends ----------------------------------------------------------------------------------------------------
 
-def ensure_builtin_plan(cfg: BenchConfig, log: Callable) -> Path:
+# TensorRT's built-in ModulatedDeformConv2d sizes its im2col workspace as C * K * Ho * Wo * bytes in int32 up to
+# TensorRT 10.10 (docs/design.md §4); 10.11 computes it in int64. ADNet's DCNs have
+# C = 64 channels and K = 9 taps at full resolution (L1), so 10.5 overflows above 1,864,135 FP16 output pixels:
+# 1060x1900 (2.01 Mpx, 2.32e9 bytes) cannot be built, 1000x1500 can.
+BUILTIN_DCN_INT64_FROM = (10, 11)
+BUILTIN_DCN_CHANNELS, BUILTIN_DCN_TAPS = 64, 9
+INT32_MAX = 2 ** 31 - 1
+
+
+def builtin_dcn_max_pixels(trt_version: str, precision: str = "fp16") -> Optional[int]:
+    """The largest Ho * Wo whose workspace TensorRT `trt_version`'s ModulatedDeformConv2d can size at ADNet's DCN
+    shape; None when it computes the size in int64."""
+    if tuple(int(v) for v in trt_version.split(".")[:2]) >= BUILTIN_DCN_INT64_FROM:
+        return None
+    element = {"fp16": 2, "fp32": 4}[precision]
+    return INT32_MAX // (BUILTIN_DCN_CHANNELS * BUILTIN_DCN_TAPS * element)
+
+
+def builtin_dcn_overflow_reason(trt_version: str, h: int, w: int) -> Optional[str]:
+    """Why the built-in DeformConv engine cannot run an H x W frame on this TensorRT, or None when it can."""
+    limit = builtin_dcn_max_pixels(trt_version)
+    ph, pw = compute.padded(h, w)
+    if limit is None or ph * pw <= limit:
+        return None
+    need = BUILTIN_DCN_CHANNELS * BUILTIN_DCN_TAPS * 2 * ph * pw
+    return (f"TensorRT {trt_version}'s built-in ModulatedDeformConv2d computes its im2col workspace "
+            f"(C*K*Ho*Wo*2 = {need:.3g} bytes at {ph}x{pw}) in int32, which overflows above {limit:,} output pixels; "
+            f"fixed (int64) in TensorRT {'.'.join(map(str, BUILTIN_DCN_INT64_FROM))}")
+
+
+def ensure_builtin_plan(cfg: BenchConfig, log: Callable) -> tuple[Path, dict]:
     """The FP16 engine of the *unsurgered* graph, whose DeformConv nodes TensorRT's ONNX parser maps to its built-in
-    ModulatedDeformConv2d plugin (the anchor our plugin must beat); built here on first use (minutes)."""
+    ModulatedDeformConv2d plugin (the anchor our plugin must beat): built here on first use (minutes), without our
+    plugin library, strongly typed from the FP16 graph, with a profile up to the largest latency size this TensorRT
+    can size the plugin's workspace for. Returns (plan, {size: reason} for the sizes it cannot run)."""
+    from export import trt_compat
+    from export.engine_files import read_sidecar
+
     reason = tensorrt_reason()
     if reason:
         raise Unavailable(reason)
+    version = trt_compat.load("tensorrt").version
+    skipped = {format_size(s): r for s in cfg.sizes if (r := builtin_dcn_overflow_reason(version, *s))}
+    fitting = [s for s in cfg.sizes if format_size(s) not in skipped]
+    if not fitting:
+        raise Unavailable("no latency size fits: " + next(iter(skipped.values())))
+    largest = max(fitting, key=lambda s: s[0] * s[1])
+    profile = [f"1x{h}x{w}" for h, w in (min(fitting, key=lambda s: s[0] * s[1]), largest, largest)]
     plan = Path(cfg.builtin_plan)
-    if plan.is_file():
-        return plan
-    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(cfg.onnx_fp16), "--onnx-fp32", str(cfg.onnx),
-           "--out", str(plan), "--no-progress"]
+    side = read_sidecar(plan) if plan.is_file() else None
+    wanted = [[int(v) for v in p.split("x")] for p in profile]
+    if side and side["tensorrt"]["version"] == version and [side["profiles"][0][k] for k in ("min", "opt", "max")] \
+            == wanted:
+        return plan, skipped
+    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(cfg.onnx_fp16), "--out", str(plan),
+           "--no-plugin", "--no-progress", "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
     log(f"building the built-in-DeformConv engine: {' '.join(cmd)}")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0 or not plan.is_file():
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise Unavailable(f"TensorRT could not build the built-in-DeformConv engine: {tail}")
-    return plan
+    return plan, skipped
+
+
+def _builtin_engine(cfg: BenchConfig, log: Callable) -> Backend:
+    plan, skipped = ensure_builtin_plan(cfg, log)
+    return TensorRTEngine(plan, name="tensorrt-builtin-fp16", label="TensorRT FP16, built-in DeformConv",
+                          note="ONNX DeformConv imported by TensorRT's parser (ModulatedDeformConv2d: im2col + GEMM)",
+                          unsupported_sizes=skipped)
 
 
 def _latency_candidates(cfg: BenchConfig, net, log: Callable) -> list[tuple[str, Callable[[], Backend]]]:
@@ -123,10 +175,7 @@ def _latency_candidates(cfg: BenchConfig, net, log: Callable) -> list[tuple[str,
                                                       label="ONNX Runtime FP32 (CUDA EP)")),
         ("tensorrt-plugin-fp16", lambda: TensorRTEngine(cfg.plan, name="tensorrt-plugin-fp16",
                                                         label="TensorRT FP16 + AdnetDCNv2 plugin")),
-        ("tensorrt-builtin-fp16", lambda: TensorRTEngine(
-            ensure_builtin_plan(cfg, log), name="tensorrt-builtin-fp16",
-            label="TensorRT FP16, built-in DeformConv",
-            note="ONNX DeformConv imported by TensorRT's parser (ModulatedDeformConv2d: im2col + GEMM)")),
+        ("tensorrt-builtin-fp16", lambda: _builtin_engine(cfg, log)),
     ]
 
 
@@ -218,10 +267,13 @@ class _Run:
                 row = {**backend.describe(), "backend": backend.name, "size": format_size((h, w)), "height": h,
                        "width": w, "megapixels": h * w / 1e6}
                 del row["name"]
+                cannot = backend.unsupported(h, w)
                 if backend.device == "cpu" and h * w > CPU_MAX_PIXELS and not cfg.sizes_explicit:
-                    row.update(status="skipped", note=f"CPU backend above {CPU_MAX_PIXELS:,} pixels: minutes per "
-                                                      f"frame; ask with SIZES={format_size((h, w))}")
-                    self.skip("latency", f"{backend.name} at {format_size((h, w))}", row["note"])
+                    cannot = (f"CPU backend above {CPU_MAX_PIXELS:,} pixels: minutes per frame; ask with "
+                              f"SIZES={format_size((h, w))}")
+                if cannot:
+                    row.update(status="skipped", note=cannot)
+                    self.skip("latency", f"{backend.name} at {format_size((h, w))}", cannot)
                     rows.append(row)
                     continue
                 try:
@@ -441,11 +493,20 @@ class _Run:
         add(f"TensorRT FP16 + plugin >= {GPU_SPEEDUP_GOAL:.0f}x PyTorch FP32 eager at 1060x1900",
             round(speedup, 2) if speedup else None, (speedup >= GPU_SPEEDUP_GOAL) if speedup else None,
             f"baseline {plugin.get('baseline')}" if speedup else note)
-        both = plugin and builtin
+        # Where TensorRT's built-in DeformConv cannot run 1060x1900 (TensorRT < 10.11), compare at the largest size
+        # both engines ran, and say so.
+        common = [size for (name, size) in lat if name == "tensorrt-builtin-fp16"
+                  and ("tensorrt-plugin-fp16", size) in lat]
+        at = ntire if builtin and plugin else max(common, key=lambda z: lat[("tensorrt-plugin-fp16", z)]["megapixels"],
+                                                  default=None)
+        mine, theirs = (lat[("tensorrt-plugin-fp16", at)], lat[("tensorrt-builtin-fp16", at)]) if at else (None, None)
+        builtin_note = next((r["note"] for r in self.results["latency"] if r["backend"] == "tensorrt-builtin-fp16"
+                             and r["size"] == ntire and r.get("status") == "skipped"), "")
         add("TensorRT FP16 + plugin faster than TensorRT's built-in DeformConv at 1060x1900",
-            f"{plugin['median_ms']:.2f} vs {builtin['median_ms']:.2f} ms" if both else None,
-            (plugin["median_ms"] < builtin["median_ms"]) if both else None,
-            "" if both else "both engines needed (GPU with TensorRT)")
+            f"{mine['median_ms']:.2f} vs {theirs['median_ms']:.2f} ms at {at}" if at else None,
+            (mine["median_ms"] < theirs["median_ms"]) if at else None,
+            ("" if at == ntire else f"compared at {at}: at 1060x1900 {builtin_note}") if at
+            else builtin_note or "both engines needed (GPU with TensorRT)")
         acc = {(r["backend"], r["reference"]): r for r in self.results["accuracy"] if r.get("status") == "ok"}
         for name, what in (("tensorrt-plugin-fp16", "FP16 engine"),
                            ("twin-fp16-cpu", "CPU proxy: surgered FP16 graph on the plugin's CPU twin")):

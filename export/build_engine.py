@@ -1,20 +1,27 @@
-"""Build the FP16 TensorRT engine of the pipeline graph (AdnetDCNv2 plugin nodes) and its JSON sidecar.
+"""Build the FP16 TensorRT engine of the pipeline graph (AdnetDCNv2 plugin nodes) and its JSON sidecar, on Polygraphy.
 
-Small composable steps, Polygraphy style, each usable on its own (the engine runner and the benchmarks reuse them):
+Small steps, each usable on its own; `build_engine()` chains them:
 
-    trt = trt_compat.load(backend)                     # tensorrt (GPU hosts) or tensorrt_rtx (CPU-only CI)
-    plugins = load_plugins(trt, library)               # build/libadnet_plugins.so, or the Python stand-in
-    net = parse_onnx(trt, onnx, strongly_typed=...)    # TensorRT network + description (layers, I/O, plugins)
-    config, monitor = configure(net, options)          # profiles, precision, workspace, timing cache, progress
-    plan = build_serialized(net, config)
-    save_engine(plan, out, sidecar)                    # out + out.json
+    trt = trt_compat.load(backend)                      # tensorrt (GPU hosts) or tensorrt_rtx (CPU-only CI)
+    plugins = trt_process.load_plugins(trt, library)    # build/libadnet_plugins.so, or the Python stand-in
+    net = parse_onnx(trt, onnx, strongly_typed=True)    # Polygraphy's network; our parser errors and description
+    config, monitor = configure(net, options, route)    # Polygraphy CreateConfig: profiles, workspace, timing
+                                                        # cache, detailed profiling, progress bars
+    plan = build_serialized(net, config, cache)         # Polygraphy EngineBytesFromNetwork (+ timing cache save)
+    engine_files.save_engine(plan, out, sidecar)        # out + out.json, both atomically
 
-`build_engine()` chains them. Precision: TensorRT 11 and TensorRT-RTX build strongly typed networks only, so the
-FP16 engine comes from the FP16 graph (build/adnet_dcn_plugin_fp16.onnx); TensorRT 10 defaults to its FP16 builder
-flag on the FP32 graph (build/adnet_dcn_plugin.onnx) and can build the strongly typed route too (--route).
+Ours on top of Polygraphy: the precision route, the plugin checks (export/trt_process.py), parser errors that name
+the fix (Polygraphy's NetworkFromOnnxPath only logs them), the sidecar, the stand-in plugin and the progress bars.
+
+Precision route. The FP16 engine is built strongly typed from the FP16 graph (build/adnet_dcn_plugin_fp16.onnx) on
+every TensorRT: the graph keeps the pre- and post-processing (EV scaling, x ** 2.24) in FP32 and the network in
+FP16, and a strongly typed build must keep those types. TensorRT 10's other route, the FP16 builder flag on the FP32
+graph, lets TensorRT run any layer in FP16, the power included: gamma-domain values above ~140 then overflow
+(140 ** 2.24 = 6.4e4, FP16's maximum is 65504). It stays available as `--route fp16-flag` for comparison.
+TensorRT 11 and TensorRT-RTX have no FP16 flag (strongly typed networks only).
 
 CLI: python -m export.build_engine [--backend tensorrt|rtx] [--out model_repository/gpu/adnet/1/model.plan]
-         [--min BxHxW] [--opt BxHxW] [--max BxHxW] [--workspace MiB] [--plugin LIB | --python-plugin] ...
+         [--min BxHxW] [--opt BxHxW] [--max BxHxW] [--workspace MiB] [--plugin LIB | --python-plugin | --no-plugin]
 `make engine` runs it (see export/engine.mk for the variables).
 """
 from __future__ import annotations
@@ -23,175 +30,42 @@ import argparse
 import collections
 import datetime
 import hashlib
-import json
-import os
-import re
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from client import contract as io_contract
-from export import trt_compat, trt_python_plugin
+from export import trt_compat, trt_process, trt_python_plugin
+from export.engine_files import DEFAULT_PLAN, DEFAULT_RTX_PLAN, SIDECAR_FORMAT, save_engine
 from export.errors import PipelineError
 from export.profiles import CI_PROFILE, DEFAULT_PROFILE, Profile
-from export.trt_compat import CONTAINER_HINT, TensorRT
+from export.trt_compat import TensorRT
+from export.trt_process import DEFAULT_PLUGIN_LIBRARY, Plugins, polygraphy_errors, sha256_file, trt_logger
 from plugins.dcnv2 import contract
 
-__all__ = ["PRECISIONS", "ROUTES", "DEFAULT_PLAN", "DEFAULT_RTX_PLAN", "DEFAULT_PLUGIN_LIBRARY", "DEFAULT_ONNX",
-           "DEFAULT_ONNX_FP32", "EngineBuildError", "PluginLibraryError", "BuildOptions", "Plugins", "Network",
-           "BuildResult", "resolve_route", "load_plugins", "parse_onnx", "describe_network", "configure",
-           "build_serialized", "save_engine", "sidecar_path", "build_engine", "trt_logger", "tensorrt_errors",
-           "sha256_file", "main"]
+__all__ = ["PRECISIONS", "ROUTES", "PLUGIN_SOURCES", "DEFAULT_ONNX", "DEFAULT_ONNX_FP32", "FP16_FLAG_WARNING",
+           "EngineBuildError", "BuildOptions", "Network", "BuildResult", "resolve_route", "parse_onnx",
+           "describe_network", "polygraphy_profile", "compute_capability_pairs", "configure", "build_serialized",
+           "build_engine", "default_timing_cache", "main"]
 
 PRECISIONS = ("fp16", "fp32")
 ROUTES = ("auto", "strongly-typed", "fp16-flag")
-# The GPU variant of the Triton model repository (model_repository/gpu/adnet/config.pbtxt serves this file).
-DEFAULT_PLAN = Path("model_repository") / "gpu" / io_contract.MODEL_NAME / "1" / "model.plan"
-# TensorRT-RTX plans cannot be served by Triton's TensorRT backend: keep them out of the model repository.
-DEFAULT_RTX_PLAN = Path("build") / "rtx" / "model.plan"
-DEFAULT_PLUGIN_LIBRARY = Path("build") / "libadnet_plugins.so"
+# auto: the C++ library on TensorRT, the stand-in on TensorRT-RTX; none: graphs without AdnetDCNv2 nodes (the
+# built-in DeformConv baseline).
+PLUGIN_SOURCES = ("auto", "library", "stand-in", "none")
 DEFAULT_ONNX = Path("build") / "adnet_dcn_plugin_fp16.onnx"
 DEFAULT_ONNX_FP32 = Path("build") / "adnet_dcn_plugin.onnx"
-SIDECAR_FORMAT = 1
+FP16_FLAG_WARNING = ("the fp16-flag route lets TensorRT run the FP32 pre/post-processing in FP16 too: gamma-domain "
+                     "values above ~140 overflow after x ** 2.24; the default strongly typed route keeps them in FP32")
 _NUMPY_NAMES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
                 "INT64": "int64", "BOOL": "bool", "UINT8": "uint8", "FP8": "float8", "INT4": "int4", "FP4": "float4"}
 
 
 class EngineBuildError(PipelineError):
     """Parsing, configuring or building failed; the message carries TensorRT's own errors."""
-
-
-class PluginLibraryError(PipelineError):
-    """The plugin library is missing, was built for another TensorRT, or does not provide AdnetDCNv2."""
-
-
-# ---- logging ---------------------------------------------------------------------------------------------------
-
-_loggers: dict[str, Any] = {}
-
-
-def trt_logger(trt: TensorRT, verbose: bool = False):
-    """One logger per TensorRT module and process (TensorRT expects the same logger everywhere): prints warnings and
-    errors (everything with verbose) to stderr and keeps the recent messages for error reports."""
-    key = trt.module.__name__
-    if key not in _loggers:
-        Severity = trt.module.ILogger.Severity
-
-        class Logger(trt.module.ILogger):
-            def __init__(self):
-                trt.module.ILogger.__init__(self)
-                self.count = 0  # messages so far: a mark for errors(since=...)
-                self.records: collections.deque = collections.deque(maxlen=200)  # (number, severity, message)
-                self.echo = Severity.WARNING
-
-            def log(self, severity, message):
-                self.records.append((self.count, severity, message))
-                self.count += 1
-                if int(severity) <= int(self.echo):
-                    print(f"[{trt.name}] {severity.name}: {message}", file=sys.stderr)
-
-            def errors(self, since: int = 0) -> list[str]:
-                return [m for n, s, m in list(self.records) if n >= since and int(s) <= int(Severity.ERROR)]
-
-        _loggers[key] = Logger()
-    logger = _loggers[key]
-    logger.echo = trt.module.ILogger.Severity.VERBOSE if verbose else trt.module.ILogger.Severity.WARNING
-    return logger
-
-
-def tensorrt_errors(logger, since: int) -> str:
-    """"; TensorRT said: ..." with the last errors logged since the mark `since` (logger.count then); "" if none."""
-    errors = logger.errors(since)
-    return ("; TensorRT said: " + " | ".join(errors[-5:])) if errors else ""
-
-
-def _stand_in_errors(since: int) -> str:
-    errors = trt_python_plugin.errors[since:]
-    return (" -- the plugin said: " + " | ".join(errors[-3:])) if errors else ""
-
-
-# ---- plugins ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class Plugins:
-    """Where the AdnetDCNv2 creator came from."""
-
-    implementation: str  # "library" | "python-stand-in"
-    library: Optional[Path]
-    library_sha256: Optional[str]
-    creator: Any  # kept alive for the process: the registry holds a raw pointer
-
-    @property
-    def runnable(self) -> bool:
-        return self.implementation == "library"
-
-    def to_dict(self) -> dict:
-        return {"name": contract.PLUGIN_NAME, "version": contract.PLUGIN_VERSION,
-                "namespace": contract.PLUGIN_NAMESPACE, "fields": [name for name, _ in contract.FIELDS],
-                "implementation": self.implementation,
-                "library": str(self.library) if self.library else None, "library_sha256": self.library_sha256,
-                "runnable": self.runnable,
-                "note": None if self.runnable else trt_python_plugin.STAND_IN_NOTE}
-
-
-_libraries: dict[tuple[str, str], Plugins] = {}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def linked_tensorrt_libraries(library: Path) -> set[str]:
-    """The TensorRT core libraries (libnvinfer.so.N, libtensorrt_rtx.so.N) named in a shared library's dynamic
-    string table: what it was linked against."""
-    data = Path(library).read_bytes()
-    return {m.decode() for m in re.findall(rb"(libnvinfer\.so\.\d+|libtensorrt_rtx\.so\.\d+)", data)}
-
-
-def load_plugins(trt: TensorRT, library: Optional[Path] = None, *, stand_in: bool = False) -> Plugins:
-    """Register the AdnetDCNv2 creator: from the C++ plugin library (IPluginRegistry.load_library, which calls
-    its getCreators), or the Python stand-in (export/trt_python_plugin.py) when stand_in is set. Idempotent."""
-    if stand_in:
-        return Plugins("python-stand-in", None, None, trt_python_plugin.register(trt.module))
-    library = Path(library or DEFAULT_PLUGIN_LIBRARY)
-    key = (trt.module.__name__, str(library.resolve()))
-    if key in _libraries:
-        return _libraries[key]
-    if not library.is_file():
-        raise PluginLibraryError(
-            f"plugin library {library} not found: build it with `make plugin` (needs TensorRT: {CONTAINER_HINT})")
-    linked = linked_tensorrt_libraries(library)
-    if linked and trt.library_soname not in linked:
-        raise PluginLibraryError(
-            f"{library} was built for another TensorRT (it links {', '.join(sorted(linked))}; this is {trt}, which "
-            f"needs {trt.library_soname}): rebuild it with `make plugin` inside the container you build and serve "
-            f"with")
-    logger = trt_logger(trt)
-    mark = logger.count
-    registry = trt.module.get_plugin_registry()
-    if registry.get_creator(contract.PLUGIN_NAME, contract.PLUGIN_VERSION, contract.PLUGIN_NAMESPACE) is not None:
-        raise PluginLibraryError(f"{contract.PLUGIN_NAME} is already registered in this process (the Python "
-                                 f"stand-in or another copy of the library); load one plugin source per process")
-    handle = registry.load_library(str(library))
-    if handle is None:
-        raise PluginLibraryError(f"{trt} could not load {library}{tensorrt_errors(logger, mark)}; rebuild it with "
-                                 f"`make plugin` against this TensorRT")
-    creator = registry.get_creator(contract.PLUGIN_NAME, contract.PLUGIN_VERSION, contract.PLUGIN_NAMESPACE)
-    if creator is None:
-        raise PluginLibraryError(
-            f"{library} loaded but registers no {contract.PLUGIN_NAME} version {contract.PLUGIN_VERSION} in namespace "
-            f"'{contract.PLUGIN_NAMESPACE}' (the contract in plugins/dcnv2/contract.py); it is from another version "
-            f"of the plugin: rebuild it with `make plugin`")
-    plugins = Plugins("library", library, sha256_file(library), (handle, creator))
-    _libraries[key] = plugins
-    return plugins
 
 
 # ---- parse -----------------------------------------------------------------------------------------------------
@@ -252,31 +126,35 @@ def _parser_error(error) -> str:
 
 
 def parse_onnx(trt: TensorRT, onnx: Path, *, strongly_typed: bool, verbose: bool = False) -> Network:
-    """Parse `onnx` into a new network (strongly typed, or weakly typed for TensorRT 10's FP16 flag)."""
+    """Parse `onnx` into a new network: strongly typed, or weakly typed for TensorRT 10's FP16 flag.
+
+    The network comes from Polygraphy's create_network; the parse is ours (what Polygraphy's NetworkFromOnnxPath does)
+    so that the parser's errors end up in the exception, with the fix."""
     onnx = Path(onnx)
     if not onnx.is_file():
         raise EngineBuildError(f"{onnx}: no such ONNX file; create it with `make onnx` (export + surgery)")
+    backend = trt_process.polygraphy(trt, verbose)
     t = trt.module
     logger = trt_logger(trt, verbose)
-    mark = logger.count
-    builder = t.Builder(logger)
-    if builder is None:
-        raise EngineBuildError(f"{trt} could not create a builder{tensorrt_errors(logger, mark)}")
     # TensorRT 11 and RTX are always strongly typed (the flag is deprecated there); TensorRT 10 needs the flag.
-    flags = 0
-    if strongly_typed and not trt.strongly_typed_only:
-        flags = 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    with polygraphy_errors(trt, EngineBuildError, f"{trt} could not create a network"):
+        builder, network = backend.create_network(strongly_typed=strongly_typed and not trt.strongly_typed_only)
+    # TensorRT's own plugins: the ONNX parser lowers DeformConv (the built-in baseline graph) to one of them.
+    t.init_libnvinfer_plugins(logger, "")
     parser = t.OnnxParser(network, logger)
     stand_in_mark = len(trt_python_plugin.errors)
     if not parser.parse_from_file(str(onnx)):
         errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-        hint = _stand_in_errors(stand_in_mark)
-        registry = t.get_plugin_registry()
-        if registry.get_creator(contract.PLUGIN_NAME, contract.PLUGIN_VERSION, contract.PLUGIN_NAMESPACE) is None:
+        hint = trt_process.stand_in_errors(stand_in_mark)
+        text = " ".join(errors)
+        if contract.PLUGIN_NAME in text and trt_process.registered_creator(trt) is None:
             hint += (f" -- no {contract.PLUGIN_NAME} creator (version {contract.PLUGIN_VERSION}, namespace "
                      f"'{contract.PLUGIN_NAMESPACE}') is registered: load build/libadnet_plugins.so (make plugin) or, "
-                     f"for a build-only check, the Python stand-in (load_plugins)")
+                     f"for a build-only check, the Python stand-in (--python-plugin)")
+        elif "DeformConv" in text:
+            hint += (" -- TensorRT imports ONNX DeformConv as its built-in ModulatedDeformConv2d plugin, which "
+                     "TensorRT 10's plugin library provides (TensorRT-RTX has none); build the surgered graph with "
+                     "our plugin instead (make onnx: build/adnet_dcn_plugin_fp16.onnx)")
         raise EngineBuildError(f"{trt} could not parse {onnx}: " + "; ".join(errors) + hint)
     net = Network(trt, builder, network, parser, onnx, strongly_typed)
     net.description = describe_network(trt, network)
@@ -299,14 +177,14 @@ class BuildOptions:
 
 
 def resolve_route(trt: TensorRT, precision: str, route: str = "auto") -> str:
-    """'strongly-typed' (tensor types from the graph: the FP16 graph for an FP16 engine) or 'fp16-flag' (TensorRT
-    10's BuilderFlag.FP16 on the FP32 graph). auto: fp16-flag on TensorRT 10 for fp16, else strongly-typed."""
+    """'strongly-typed' (tensor types from the graph: the FP16 graph for an FP16 engine; auto, on every TensorRT) or
+    'fp16-flag' (TensorRT 10's BuilderFlag.FP16 on the FP32 graph; asked for explicitly, see the module docstring)."""
     if precision not in PRECISIONS:
         raise EngineBuildError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if route not in ROUTES:
         raise EngineBuildError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
     if route == "auto":
-        return "fp16-flag" if precision == "fp16" and not trt.strongly_typed_only else "strongly-typed"
+        return "strongly-typed"
     if route == "fp16-flag" and trt.strongly_typed_only:
         raise EngineBuildError(f"{trt} builds strongly typed networks only (no FP16 builder flag): use the "
                                f"strongly-typed route with the FP16 graph ({DEFAULT_ONNX})")
@@ -361,57 +239,35 @@ def progress_monitor(trt: TensorRT, show: bool = True):
     return Monitor()
 
 
-def _add_profiles(net: Network, config, profiles: Sequence[Profile]) -> None:
+def polygraphy_profile(net: Network, profile: Profile):
+    """Our profile (export/profiles.py) as a Polygraphy Profile for the network's inputs."""
+    backend = trt_process.polygraphy(net.trt)
+    shapes = profile.input_shapes()
     inputs = [i["name"] for i in net.description["inputs"]]
-    for number, profile in enumerate(profiles):
-        shapes = profile.input_shapes()
-        missing = [name for name in inputs if name not in shapes]
-        if missing:
-            raise EngineBuildError(f"{net.onnx}: inputs {missing} are not the pipeline's ({', '.join(shapes)}); "
-                                   f"build from the pipeline graph (make onnx), not the bare network")
-        p = net.builder.create_optimization_profile()
-        for name in inputs:
-            p.set_shape(name, *shapes[name])
-        if config.add_optimization_profile(p) < 0:
-            raise EngineBuildError(f"{net.trt} rejected optimisation profile {number} ({profile})")
+    missing = [name for name in inputs if name not in shapes]
+    if missing:
+        raise EngineBuildError(f"{net.onnx}: inputs {missing} are not the pipeline's ({', '.join(shapes)}); build "
+                               f"from the pipeline graph (make onnx), not the bare network")
+    result = backend.Profile()
+    for name in inputs:
+        lo, opt, hi = shapes[name]
+        result.add(name, min=lo, opt=opt, max=hi)
+    return result
 
 
-def configure(net: Network, options: BuildOptions, route: str):
-    """Builder config for `net`: profiles, precision route, workspace, timing cache, detailed profiling verbosity
-    (layer information for the engine inspector) and the progress monitor. Returns (config, monitor); keep the
-    monitor alive until the build ends."""
-    trt, t = net.trt, net.trt.module
-    config = net.builder.create_builder_config()
-    _add_profiles(net, config, options.profiles)
-    if route == "fp16-flag":
-        config.set_flag(t.BuilderFlag.FP16)
-    if options.workspace_bytes is not None:
-        config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, int(options.workspace_bytes))
-    if options.optimization_level is not None:
-        config.builder_optimization_level = int(options.optimization_level)
-    config.profiling_verbosity = t.ProfilingVerbosity.DETAILED
-    if options.compute_capabilities:
-        if trt.backend != "rtx":
-            raise EngineBuildError(f"{trt} builds for the GPU it runs on; target compute capabilities are a "
-                                   f"TensorRT-RTX option")
-        names = [c.upper() for c in options.compute_capabilities]
-        unknown = [c for c in names if c not in t.ComputeCapability.__members__]
-        if unknown:
-            raise EngineBuildError(f"unknown compute capability {unknown}; {trt} knows "
-                                   f"{', '.join(t.ComputeCapability.__members__)}")
-        config.num_compute_capabilities = len(names)
-        for i, name in enumerate(names):
-            config.set_compute_capability(t.ComputeCapability.__members__[name], i)
-    if options.timing_cache is not None and _timing_cache_supported(trt):
-        cache_path = Path(options.timing_cache)
-        data = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(data)
-        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-            print(f"warning: timing cache {cache_path} does not fit {trt}; starting an empty one", file=sys.stderr)
-            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-    monitor = progress_monitor(trt, options.show_progress)
-    config.progress_monitor = monitor
-    return config, monitor
+def compute_capability_pairs(trt: TensorRT, names: Sequence[str]) -> list[tuple[int, int]]:
+    """["SM86", "sm120"] -> [(8, 6), (12, 0)] (Polygraphy's form), checked against what this TensorRT-RTX knows."""
+    if not names:
+        return []
+    if trt.backend != "rtx":
+        raise EngineBuildError(f"{trt} builds for the GPU it runs on; target compute capabilities are a TensorRT-RTX "
+                               f"option")
+    known = trt.module.ComputeCapability.__members__
+    upper = [n.upper() for n in names]
+    unknown = [n for n in upper if n not in known or not n[2:].isdigit()]
+    if unknown:
+        raise EngineBuildError(f"unknown compute capability {unknown}; {trt} knows {', '.join(known)}")
+    return [(int(n[2:-1]), int(n[-1])) for n in upper]
 
 
 def _timing_cache_supported(trt: TensorRT) -> bool:
@@ -419,46 +275,54 @@ def _timing_cache_supported(trt: TensorRT) -> bool:
     return trt.backend != "rtx"
 
 
-def _save_timing_cache(config, path: Path) -> None:
-    cache = config.get_timing_cache()
-    if cache is None:
-        return
-    _write_atomic(Path(path), memoryview(cache.serialize()).tobytes())
+def configure(net: Network, options: BuildOptions, route: str):
+    """Builder config for `net` through Polygraphy's CreateConfig (CreateConfigRTX on TensorRT-RTX): profiles,
+    precision route, workspace, optimisation level, timing cache (read), detailed profiling verbosity (layer
+    information for the engine inspector), TF32 off (Polygraphy's default: FP32 layers compute in FP32), the progress
+    monitor. Returns (config, monitor); keep the monitor alive until the build ends."""
+    trt, t = net.trt, net.trt.module
+    backend = trt_process.polygraphy(trt)
+    monitor = progress_monitor(trt, options.show_progress)
+    cache = options.timing_cache
+    common = dict(
+        profiles=[polygraphy_profile(net, p) for p in options.profiles],
+        profiling_verbosity=t.ProfilingVerbosity.DETAILED, progress_monitor=monitor,
+        builder_optimization_level=options.optimization_level,
+        memory_pool_limits=(None if options.workspace_bytes is None
+                            else {t.MemoryPoolType.WORKSPACE: int(options.workspace_bytes)}),
+        load_timing_cache=(str(cache) if cache is not None and Path(cache).is_file()
+                           and _timing_cache_supported(trt) else None))
+    pairs = compute_capability_pairs(trt, options.compute_capabilities)
+    with polygraphy_errors(trt, EngineBuildError, f"{trt} rejected the builder configuration"), \
+            warnings.catch_warnings():
+        if trt.backend == "rtx":
+            from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+            # Polygraphy always sets a timing cache, which TensorRT-RTX deprecates (its caches are no-ops).
+            warnings.filterwarnings("ignore", "Use Deprecated in TensorRT-RTX", DeprecationWarning)
+            loader = CreateConfigRTX(compute_capabilities=pairs or None, **common)
+        else:
+            loader = backend.CreateConfig(fp16=route == "fp16-flag", **common)
+        config = loader(net.builder, net.network)
+    return config, monitor
 
 
-# ---- build and save --------------------------------------------------------------------------------------------
+# ---- build -----------------------------------------------------------------------------------------------------
 
-def build_serialized(net: Network, config) -> bytes:
-    """Build the serialized engine (plan) or raise EngineBuildError with TensorRT's errors."""
-    logger = trt_logger(net.trt)
-    mark, stand_in_mark = logger.count, len(trt_python_plugin.errors)
-    plan = net.builder.build_serialized_network(net.network, config)
-    if plan is None:
-        raise EngineBuildError(f"{net.trt} failed to build an engine from {net.onnx}{tensorrt_errors(logger, mark)}"
-                               f"{_stand_in_errors(stand_in_mark)}")
+def build_serialized(net: Network, config, timing_cache: Optional[Path] = None) -> bytes:
+    """Build the serialized engine (plan) with Polygraphy's EngineBytesFromNetwork, merging the tactic timings into
+    `timing_cache` (locked, so concurrent builds can share it); raises EngineBuildError with TensorRT's errors."""
+    backend = trt_process.polygraphy(net.trt)
+    save_cache = None
+    if timing_cache is not None and _timing_cache_supported(net.trt):
+        Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
+        save_cache = str(timing_cache)
+    stand_in_mark = len(trt_python_plugin.errors)
+    with polygraphy_errors(net.trt, EngineBuildError, f"{net.trt} failed to build an engine from {net.onnx}",
+                           extra=lambda: trt_process.stand_in_errors(stand_in_mark)):
+        plan = backend.EngineBytesFromNetwork((net.builder, net.network, net.parser), config=config,
+                                              save_timing_cache=save_cache)()
     return memoryview(plan).tobytes()
-
-
-def sidecar_path(plan_path: Path) -> Path:
-    """model.plan -> model.plan.json."""
-    plan_path = Path(plan_path)
-    return plan_path.with_name(plan_path.name + ".json")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def save_engine(plan: bytes, out: Path, sidecar: dict) -> tuple[Path, Path]:
-    """Write the plan and its sidecar (out + '.json'); both atomically. Returns their paths."""
-    out = Path(out)
-    _write_atomic(out, plan)
-    side = sidecar_path(out)
-    _write_atomic(side, (json.dumps(sidecar, indent=2) + "\n").encode())
-    return out, side
 
 
 @dataclass
@@ -467,7 +331,7 @@ class BuildResult:
     sidecar_path: Path
     sidecar: dict
     network: dict  # describe_network() of the parsed graph
-    plugins: Plugins
+    plugins: Optional[Plugins]  # None: a graph without AdnetDCNv2 nodes
     phases: list[str]  # builder phases reported to the progress monitor
     seconds: float
 
@@ -484,34 +348,46 @@ def _device(trt: TensorRT, options: BuildOptions) -> dict:
     return {"gpu": gpu, "target_compute_capabilities": [gpu["compute_capability"]]}
 
 
-def build_engine(onnx: Path, out: Path, options: Optional[BuildOptions] = None, *, trt: Optional[TensorRT] = None,
-                 backend: str = "auto", plugin_library: Optional[Path] = None,
-                 python_plugin: Optional[bool] = None) -> BuildResult:
-    """The whole chain: load TensorRT and the plugin, parse `onnx`, configure, build, save `out` + sidecar.
+def _load_plugins(trt: TensorRT, source: str, library: Optional[Path]) -> Optional[Plugins]:
+    if source not in PLUGIN_SOURCES:
+        raise EngineBuildError(f"unknown plugin source {source!r}; choose one of {', '.join(PLUGIN_SOURCES)}")
+    if source == "auto":
+        source = "stand-in" if trt.backend == "rtx" and library is None else "library"
+    if source == "none":
+        return None
+    return trt_process.load_plugins(trt, library, stand_in=source == "stand-in")
 
-    python_plugin: None = the stand-in on TensorRT-RTX (unless plugin_library is given), the C++ library on TensorRT.
-    """
+
+def _polygraphy_version() -> Optional[str]:
+    try:
+        import polygraphy
+    except ImportError:
+        return None
+    return polygraphy.__version__
+
+
+def build_engine(onnx: Path, out: Path, options: Optional[BuildOptions] = None, *, trt: Optional[TensorRT] = None,
+                 backend: str = "auto", plugin_library: Optional[Path] = None, plugin: str = "auto") -> BuildResult:
+    """The whole chain: load TensorRT and the plugin (`plugin`: one of PLUGIN_SOURCES), parse `onnx`, configure,
+    build, save `out` + sidecar."""
     options = options or BuildOptions()
     trt = trt or trt_compat.load(backend)
     route = resolve_route(trt, options.precision, options.route)
     device = _device(trt, options)  # raises NoGPU before TensorRT proper tries to build without one
-    if python_plugin is None:
-        python_plugin = trt.backend == "rtx" and plugin_library is None
-    plugins = load_plugins(trt, plugin_library, stand_in=python_plugin)
+    plugins = _load_plugins(trt, plugin, plugin_library)
     started = time.perf_counter()
     net = parse_onnx(trt, onnx, strongly_typed=route == "strongly-typed", verbose=options.verbose)
     compute = net.description["graph_compute_dtype"]
     wanted = {"fp16": "float16", "fp32": "float32"}[options.precision]
-    if route == "strongly-typed" and compute != wanted:
+    if route == "strongly-typed" and compute is not None and compute != wanted:
         raise EngineBuildError(
             f"{onnx} computes in {compute}, but a strongly typed {options.precision} engine takes its types from the "
             f"graph: use the {options.precision} graph ({DEFAULT_ONNX if wanted == 'float16' else DEFAULT_ONNX_FP32}, "
             f"from `make onnx`)")
     config, monitor = configure(net, options, route)
-    plan = build_serialized(net, config)
+    cache = options.timing_cache if _timing_cache_supported(trt) else None
+    plan = build_serialized(net, config, cache)
     seconds = time.perf_counter() - started
-    if options.timing_cache is not None and _timing_cache_supported(trt):
-        _save_timing_cache(config, options.timing_cache)
     description = net.description
     sidecar = {
         "format": SIDECAR_FORMAT,
@@ -523,14 +399,13 @@ def build_engine(onnx: Path, out: Path, options: Optional[BuildOptions] = None, 
         "precision": options.precision,
         "route": route,
         "builder": {"workspace_bytes": options.workspace_bytes, "optimization_level": options.optimization_level,
-                    "timing_cache": (str(options.timing_cache) if options.timing_cache is not None
-                                     and _timing_cache_supported(trt) else None),
-                    "profiling_verbosity": "DETAILED"},
+                    "timing_cache": str(cache) if cache is not None else None, "tf32": False,
+                    "profiling_verbosity": "DETAILED", "polygraphy": _polygraphy_version()},
         "profiles": [p.to_dict() for p in options.profiles],
         "io": {"inputs": description["inputs"], "outputs": description["outputs"]},
         "network": {"layers": description["layers"], "plugin_layers": len(description["plugin_layers"]),
                     "graph_compute_dtype": description["graph_compute_dtype"]},
-        "plugin": plugins.to_dict(),
+        "plugin": plugins.to_dict() if plugins is not None else None,
         "onnx": {"file": str(onnx), "sha256": sha256_file(Path(onnx))},
     }
     plan_path, side = save_engine(plan, out, sidecar)
@@ -551,14 +426,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="tensorrt (GPU hosts; what Triton serves) or rtx (TensorRT-RTX, CPU-only build check); "
                              "auto: tensorrt if installed")
     parser.add_argument("--onnx", type=Path, default=DEFAULT_ONNX,
-                        help="surgered pipeline graph with FP16 compute (strongly typed route)")
+                        help="surgered pipeline graph with FP16 compute (strongly typed FP16 engine)")
     parser.add_argument("--onnx-fp32", type=Path, default=DEFAULT_ONNX_FP32,
-                        help="surgered pipeline graph with FP32 compute (fp16-flag route, or --precision fp32)")
+                        help="surgered pipeline graph with FP32 compute (--precision fp32, or the fp16-flag route)")
     parser.add_argument("--out", type=Path, help=f"plan to write (+ .json sidecar); default {DEFAULT_PLAN}, or "
                                                  f"{DEFAULT_RTX_PLAN} for TensorRT-RTX")
     parser.add_argument("--precision", default="fp16", choices=PRECISIONS)
     parser.add_argument("--route", default="auto", choices=ROUTES,
-                        help="auto: TensorRT 10 -> fp16-flag on the FP32 graph; TensorRT 11 / RTX -> strongly-typed")
+                        help="auto = strongly-typed (types from the graph); fp16-flag: TensorRT 10's FP16 builder "
+                             "flag on the FP32 graph, for comparison only (pre/post-processing may drop to FP16)")
     parser.add_argument("--min", dest="min_size", help=f"smallest BxHxW (default {DEFAULT_PROFILE.min})")
     parser.add_argument("--opt", dest="opt_size",
                         help=f"BxHxW the kernels are tuned for (default {DEFAULT_PROFILE.opt})")
@@ -576,14 +452,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                     f"{DEFAULT_PLUGIN_LIBRARY})")
     plugin.add_argument("--python-plugin", action="store_true",
                         help="use the Python build-only stand-in (default on TensorRT-RTX): the engine cannot run")
+    plugin.add_argument("--no-plugin", action="store_true",
+                        help="load no AdnetDCNv2 plugin: for graphs without its nodes (the unsurgered graph, whose "
+                             "DeformConv TensorRT maps to its built-in plugin)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    parser.add_argument("--verbose", action="store_true", help="TensorRT's and Polygraphy's verbose log")
     args = parser.parse_args(argv)
     try:
         trt = trt_compat.load(args.backend)
         base = CI_PROFILE if args.ci_profile else DEFAULT_PROFILE
         profile = Profile.parse(args.min_size, args.opt_size, args.max_size, base=base)
         route = resolve_route(trt, args.precision, args.route)
+        if route == "fp16-flag":
+            print(f"warning: {FP16_FLAG_WARNING}", file=sys.stderr)
         onnx = args.onnx if route == "strongly-typed" and args.precision == "fp16" else args.onnx_fp32
         out = args.out or (DEFAULT_RTX_PLAN if trt.backend == "rtx" else DEFAULT_PLAN)
         cache = None if args.no_timing_cache else (args.timing_cache or default_timing_cache(trt))
@@ -593,15 +474,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             timing_cache=cache, optimization_level=args.opt_level,
             compute_capabilities=tuple(args.compute_capability), show_progress=not args.no_progress,
             verbose=args.verbose)
+        source = "none" if args.no_plugin else "stand-in" if args.python_plugin else "auto"
         print(f"building {out} from {onnx} with {trt}: {args.precision} ({route}), profile {profile}",
               file=sys.stderr)
-        result = build_engine(onnx, out, options, trt=trt, plugin_library=args.plugin,
-                              python_plugin=True if args.python_plugin else None)
+        result = build_engine(onnx, out, options, trt=trt, plugin_library=args.plugin, plugin=source)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     side = result.sidecar
-    runnable = "" if result.plugins.runnable else f" -- {trt_python_plugin.STAND_IN_NOTE}"
+    plugins = result.plugins
+    runnable = "" if plugins is None or plugins.runnable else f" -- {trt_python_plugin.STAND_IN_NOTE}"
     print(f"wrote {result.plan_path} ({side['engine']['bytes'] / 2**20:.1f} MiB, {trt}, {side['precision']} "
           f"{side['route']}, {side['network']['plugin_layers']} {contract.PLUGIN_NAME} layers, "
           f"{result.seconds:.1f} s) and {result.sidecar_path}{runnable}")

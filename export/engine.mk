@@ -3,7 +3,10 @@
 #   make engine                        GPU host with TensorRT (NGC container): C++ plugin + FP16 engine
 #                                      -> model_repository/gpu/adnet/1/model.plan + model.plan.json
 #   make engine ENGINE_BACKEND=rtx     CPU-only: TensorRT-RTX + the Python build-only stand-in -> build/rtx/model.plan
-#   make verify-engine                 GPU host: engine vs ONNX Runtime FP32 on synthetic scenes (>= 50 dB PSNR-mu)
+#   make verify-reference              any machine with the venv: ONNX Runtime FP32 outputs of build/adnet.onnx on
+#                                      synthetic scenes -> build/verify/ (Polygraphy's inputs/outputs JSON)
+#   make verify-engine                 GPU host: engine vs that recording (>= 50 dB PSNR-mu); needs no onnxruntime
+#   make serve GPU=1                   runs gpu-serve-preflight first (export/plugin_preflight.py)
 #
 # Variables: SIZE=BxHxW (opt), MIN=BxHxW, MAX=BxHxW (defaults in export/profiles.py: opt 1x1060x1900, the NTIRE
 # frame), WORKSPACE=MiB, OPT_LEVEL=0..5, ENGINE_OUT=path, ENGINE_PLUGIN=lib, ENGINE_ARGS=extra CLI flags,
@@ -40,7 +43,11 @@ ENGINE_CLI_ARGS = --backend $(ENGINE_BACKEND) --onnx $(ENGINE_ONNX) --onnx-fp32 
 	$(if $(MAX),--max $(MAX)) $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(OPT_LEVEL),--opt-level $(OPT_LEVEL)) \
 	$(ENGINE_ARGS)
 
-.PHONY: engine verify-engine engine-preflight
+VERIFY_DIR       ?= $(BUILD)/verify
+VERIFY_REFERENCE := $(VERIFY_DIR)/reference.json
+GPU_PLAN         := model_repository/gpu/adnet/1/model.plan
+
+.PHONY: engine verify-engine verify-reference engine-preflight gpu-serve-preflight
 
 # Checked first (prerequisites are made in order), so that a machine without TensorRT stops with the fix instead of
 # failing somewhere in the plugin build.
@@ -50,6 +57,17 @@ engine-preflight: $(if $(ENGINE_USES_VENV),$(STAMP) $(RTX_LINK))
 engine: engine-preflight $(ENGINE_DEPS) ## FP16 engine + .json sidecar (GPU); ENGINE_BACKEND=rtx: CPU check; SIZE= MIN= MAX=
 	$(ENGINE_RUN) -m export.build_engine $(ENGINE_CLI_ARGS)
 
-verify-engine: engine-preflight $(if $(ENGINE_USES_VENV),$(BUILD)/adnet.onnx) ## Engine vs ONNX Runtime FP32: errors, PSNR-mu >= 50 dB (GPU)
-	$(ENGINE_RUN) -m export.verify_engine --engine $(ENGINE_OUT) --reference $(BUILD)/adnet.onnx \
+verify-reference: $(VERIFY_REFERENCE) ## Record ONNX Runtime FP32 reference outputs for verify-engine (any machine)
+
+# Every graph of the export: the recording lists their hashes, so verify-engine can tell that an engine belongs to it.
+$(VERIFY_REFERENCE): $(STAMP) $(ONNX_FILES)
+	$(PY) -m export.verify_engine --record --reference-onnx $(BUILD)/adnet.onnx --dir $(VERIFY_DIR)
+
+verify-engine: engine-preflight $(if $(ENGINE_USES_VENV),$(VERIFY_REFERENCE)) ## Engine vs the recorded reference: errors, PSNR-mu >= 50 dB (GPU)
+	$(ENGINE_RUN) -m export.verify_engine --engine $(ENGINE_OUT) --reference $(VERIFY_REFERENCE) \
 		$(if $(ENGINE_PLUGIN_GIVEN),--plugin $(ENGINE_PLUGIN)) $(VERIFY_ARGS)
+
+# Before `make serve GPU=1`: plugin, plan and TensorRT versions as Triton will see them; the load checks run in the
+# release's TensorRT container when the host has docker and a GPU but no TensorRT.
+gpu-serve-preflight: $(STAMP)
+	$(PY) -m export.plugin_preflight --plan $(GPU_PLAN) --plugin $(ENGINE_PLUGIN) --docker

@@ -1,9 +1,11 @@
 """Run a TensorRT plan on the pipeline contract (LDR [B,3,H,W,3], EV [B,3] -> HDR [B,H,W,3]) on the GPU.
 
-TensorRT and CUDA Python (`cuda-python`, for device memory and the stream) are imported when a runner is created,
-never at module import, so this module imports on any machine. Before deserialising, the runner checks the engine's
-sidecar (model.plan.json from export.build_engine) against this process: same TensorRT, a runnable plugin (not the
-CI stand-in), the contract's plugin version; then the GPU, the plugin library and the engine's I/O.
+Polygraphy does the TensorRT work: EngineFromBytes deserialises, TrtRunner owns the execution context, the CUDA stream
+and the device buffers (through libcudart with ctypes: no CUDA Python package needed). Ours on top: before
+deserialising, the plan's sidecar (model.plan.json, export/engine_files.py) is checked against this process (same
+TensorRT, a runnable plugin, the contract's plugin version), then the GPU, the plugin library (export/trt_process.py)
+and the engine's I/O; inputs are checked against the contract and the profile with messages that name the fix.
+TensorRT and Polygraphy are imported when a runner is created, never at module import.
 
     with EngineRunner("model_repository/gpu/adnet/1/model.plan") as runner:
         hdr = runner.infer(ldr, ev)          # numpy in, numpy out
@@ -13,7 +15,6 @@ CLI: python -m export.engine_runner PLAN [--plugin LIB] [--describe] [--run BxHx
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -21,116 +22,75 @@ from typing import Optional
 import numpy as np
 
 from client import contract as io_contract
-from export import trt_compat
-from export.build_engine import DEFAULT_PLUGIN_LIBRARY, load_plugins, sidecar_path, tensorrt_errors, trt_logger
+from export import trt_compat, trt_process
+from export.engine_files import EngineLoadError, check_sidecar, read_sidecar
 from export.errors import PipelineError
-from export.trt_compat import CONTAINER_HINT
+from export.trt_process import DEFAULT_PLUGIN_LIBRARY, tensorrt_errors, trt_logger
 from plugins.dcnv2 import contract
 
-__all__ = ["EngineLoadError", "EngineRunError", "EngineRunner", "read_sidecar", "check_sidecar", "main"]
-
-
-class EngineLoadError(PipelineError):
-    """The plan cannot be loaded here: other TensorRT, stand-in plugin, plugin mismatch, not a pipeline engine."""
+__all__ = ["EngineLoadError", "EngineRunError", "EngineRunner", "main"]
 
 
 class EngineRunError(PipelineError):
-    """Inputs that do not fit the engine (shape outside the profile, wrong dtype) or a failed CUDA call."""
-
-
-def read_sidecar(plan: Path) -> Optional[dict]:
-    """The sidecar next to `plan` (model.plan.json), or None when there is none."""
-    side = sidecar_path(plan)
-    return json.loads(side.read_text()) if side.is_file() else None
-
-
-def check_sidecar(sidecar: dict, trt: trt_compat.TensorRT, plan: Path) -> None:
-    """Refuse engines that cannot load in this process, with the fix, before TensorRT fails less clearly."""
-    plugin = sidecar.get("plugin", {})
-    if plugin.get("implementation") == "python-stand-in":
-        raise EngineLoadError(f"{plan} was built with the CI build-only Python stand-in of {contract.PLUGIN_NAME}; "
-                              f"it cannot run. Rebuild it on a GPU host with the C++ plugin: `make plugin engine`")
-    built = sidecar.get("tensorrt", {})
-    if (built.get("name"), built.get("version")) != (trt.name, trt.version):
-        raise EngineLoadError(f"{plan} was built with {built.get('name')} {built.get('version')}, this is {trt}: a "
-                              f"plan loads only in the TensorRT version that built it. Rebuild it with `make engine` "
-                              f"in the container you serve with ({CONTAINER_HINT})")
-    if (plugin.get("version"), plugin.get("namespace")) != (contract.PLUGIN_VERSION, contract.PLUGIN_NAMESPACE):
-        raise EngineLoadError(f"{plan} uses {contract.PLUGIN_NAME} version {plugin.get('version')} namespace "
-                              f"'{plugin.get('namespace')}', this checkout provides version {contract.PLUGIN_VERSION} "
-                              f"namespace '{contract.PLUGIN_NAMESPACE}': rebuild plugin and engine together "
-                              f"(`make plugin engine`)")
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise EngineLoadError("running an engine needs CUDA Python: pip install \"cuda-python==<CUDA major>.*\" "
-                                  "(the CUDA major version of the container, e.g. 12.* or 13.*)") from exc
-    return cudart
+    """Inputs that do not fit the engine (shape outside the profile, wrong dtype) or a failed execution."""
 
 
 class EngineRunner:
-    """A deserialised pipeline engine with one execution context, one CUDA stream and reusable device buffers."""
+    """A deserialised pipeline engine and a Polygraphy TrtRunner over it (activated on first use)."""
 
     def __init__(self, plan: Path, *, plugin_library: Optional[Path] = None, backend: str = "tensorrt",
                  verbose: bool = False):
+        from polygraphy.exception import PolygraphyException
+
         self.plan_path = Path(plan)
         if not self.plan_path.is_file():
             raise EngineLoadError(f"{self.plan_path}: no such engine; build it with `make engine`")
         self.trt = trt_compat.load(backend)
         self.sidecar = read_sidecar(self.plan_path)
         if self.sidecar is not None:
-            check_sidecar(self.sidecar, self.trt, self.plan_path)
+            check_sidecar(self.sidecar, self.trt.name, self.trt.version, self.plan_path)
         self.gpu = trt_compat.require_gpu()
-        recorded = (self.sidecar or {}).get("plugin", {}).get("library")
-        self.plugins = load_plugins(self.trt, plugin_library or recorded or DEFAULT_PLUGIN_LIBRARY)
-        built_sha = (self.sidecar or {}).get("plugin", {}).get("library_sha256")
-        if built_sha and built_sha != self.plugins.library_sha256:
-            print(f"warning: {self.plugins.library} differs from the plugin library {self.plan_path} was built with "
-                  f"(rebuilt since?); rebuild the engine if it fails to load or its results differ", file=sys.stderr)
-        self._cudart = _cudart()
-        t = self.trt.module
+        self.plugins = None
+        recorded = (self.sidecar or {}).get("plugin", {})
+        if self.sidecar is None or recorded is not None:  # a null "plugin": built from a graph without AdnetDCNv2
+            self.plugins = trt_process.load_plugins(
+                self.trt, plugin_library or recorded.get("library") or DEFAULT_PLUGIN_LIBRARY)
+            built_sha = recorded.get("library_sha256")
+            if built_sha and built_sha != self.plugins.library_sha256:
+                print(f"warning: {self.plugins.library} differs from the plugin library {self.plan_path} was built "
+                      f"with (rebuilt since?); rebuild the engine if it fails to load or its results differ",
+                      file=sys.stderr)
+        self._polygraphy = trt_process.polygraphy(self.trt, verbose)
         logger = trt_logger(self.trt, verbose)
         mark = logger.count
-        self.runtime = t.Runtime(logger)
-        self.engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
-        if self.engine is None:
-            raise EngineLoadError(self._load_failure(logger.errors(mark), tensorrt_errors(logger, mark)))
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise EngineLoadError(f"{self.trt} could not create an execution context{tensorrt_errors(logger, mark)} "
-                                  f"(out of GPU memory?)")
+        self.runtime = self.trt.module.Runtime(logger)
+        try:
+            self.engine = self._polygraphy.engine_from_bytes(self.plan_path.read_bytes(), runtime=self.runtime)
+        except PolygraphyException:
+            raise EngineLoadError(self._load_failure(logger.errors(mark), tensorrt_errors(logger, mark))) from None
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         expected = {io_contract.INPUT_LDR, io_contract.INPUT_EV, io_contract.OUTPUT_HDR}
         if set(self.names) != expected:
             raise EngineLoadError(f"{self.plan_path} has I/O {self.names}, not the pipeline contract's "
                                   f"{sorted(expected)}: build it from the pipeline graph (make onnx engine)")
-        self.stream = self._check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._buffers: dict[str, tuple[int, int]] = {}
+        self._runner = None
 
     def _load_failure(self, errors: list[str], tail: str) -> str:
         text = " ".join(errors).lower()
         what = f"{self.trt} could not deserialise {self.plan_path}{tail}. "
         if contract.PLUGIN_NAME.lower() in text or "plugin" in text:
-            return what + (f"The engine's {contract.PLUGIN_NAME} does not match the loaded library "
-                           f"{self.plugins.library} (name/version/namespace or fields): rebuild plugin and engine "
-                           f"together with `make plugin engine`")
+            library = self.plugins.library if self.plugins else "(none loaded)"
+            return what + (f"The engine's {contract.PLUGIN_NAME} does not match the loaded library {library} "
+                           f"(name/version/namespace or fields): rebuild plugin and engine together with "
+                           f"`make plugin engine`")
         if "version" in text or "magic" in text or "serializ" in text:
             return what + ("The plan comes from another TensorRT version or GPU: rebuild it with `make engine` on "
                            "the machine and container you serve with")
         return what + "Rebuild it with `make engine` on this machine"
 
-    def _check(self, result, call: str):
-        err, *rest = result
-        if int(err) != 0:
-            _, text = self._cudart.cudaGetErrorString(err)
-            raise EngineRunError(f"{call} failed: {text.decode() if isinstance(text, bytes) else text}")
-        return rest[0] if len(rest) == 1 else (tuple(rest) or None)
+    def polygraphy_runner(self, name: str = "tensorrt"):
+        """A new, inactive Polygraphy TrtRunner on this engine (for Comparator.run, which activates it itself)."""
+        return self._polygraphy.TrtRunner(self.engine, name=name)
 
     def dtype(self, name: str) -> np.dtype:
         return np.dtype(self.trt.module.nptype(self.engine.get_tensor_dtype(name)))
@@ -139,16 +99,8 @@ class EngineRunner:
         """(min, opt, max) shape of input `name` in optimisation profile `index`."""
         return tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(name, index))
 
-    def _device_buffer(self, name: str, nbytes: int) -> int:
-        ptr, size = self._buffers.get(name, (0, 0))
-        if size < nbytes:
-            if ptr:
-                self._check(self._cudart.cudaFree(ptr), "cudaFree")
-            ptr = int(self._check(self._cudart.cudaMalloc(max(nbytes, 1)), f"cudaMalloc({nbytes})"))
-            self._buffers[name] = (ptr, nbytes)
-        return ptr
-
-    def _checked_inputs(self, ldr: np.ndarray, ev: np.ndarray) -> dict[str, np.ndarray]:
+    def check_inputs(self, ldr: np.ndarray, ev: np.ndarray) -> dict[str, np.ndarray]:
+        """The feed dict for LDR and EV, or EngineRunError naming what does not fit (dtype, layout, profile)."""
         want = self.dtype(io_contract.INPUT_LDR)
         ldr = np.asarray(ldr)
         if ldr.dtype != want:  # never convert silently: uint8 codes and [0, 1] floats differ by 255x
@@ -170,29 +122,21 @@ class EngineRunner:
 
     def infer(self, ldr: np.ndarray, ev: np.ndarray) -> np.ndarray:
         """HDR [B, H, W, 3] float32 (linear radiance) for LDR [B, 3, H, W, 3] and EV [B, 3]."""
-        cudart = self._cudart
-        inputs = self._checked_inputs(ldr, ev)
-        for name, array in inputs.items():
-            if not self.context.set_input_shape(name, array.shape):
-                raise EngineRunError(f"the engine rejected {name} shape {list(array.shape)}")
-        out_name = io_contract.OUTPUT_HDR
-        out = np.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=self.dtype(out_name))
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        for name, array in inputs.items():
-            ptr = self._device_buffer(name, array.nbytes)
-            self._check(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, h2d, self.stream),
-                        f"copy of {name} to the GPU")
-            self.context.set_tensor_address(name, ptr)
-        out_ptr = self._device_buffer(out_name, out.nbytes)
-        self.context.set_tensor_address(out_name, out_ptr)
+        from polygraphy.exception import PolygraphyException
+
+        inputs = self.check_inputs(ldr, ev)
+        if self._runner is None:
+            runner = self.polygraphy_runner()
+            runner.activate()
+            self._runner = runner
         logger = trt_logger(self.trt)
         mark = logger.count
-        if not self.context.execute_async_v3(int(self.stream)):
-            raise EngineRunError(f"{self.trt} failed to enqueue the engine{tensorrt_errors(logger, mark)}")
-        self._check(cudart.cudaMemcpyAsync(out.ctypes.data, out_ptr, out.nbytes, d2h, self.stream),
-                    f"copy of {out_name} from the GPU")
-        self._check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize (the engine's kernels)")
-        return out
+        try:
+            outputs = self._runner.infer(inputs)
+        except PolygraphyException as exc:
+            raise EngineRunError(f"{self.trt} failed to run the engine: {exc}{tensorrt_errors(logger, mark)}") \
+                from None
+        return np.array(outputs[io_contract.OUTPUT_HDR], copy=True)  # the runner reuses its host buffer
 
     def describe(self) -> str:
         """The engine inspector's layer information (JSON; detailed, as export.build_engine builds)."""
@@ -200,12 +144,9 @@ class EngineRunner:
         return inspector.get_engine_information(self.trt.module.LayerInformationFormat.JSON)
 
     def close(self) -> None:
-        for ptr, _ in self._buffers.values():
-            self._cudart.cudaFree(ptr)
-        self._buffers.clear()
-        if getattr(self, "stream", None) is not None:
-            self._cudart.cudaStreamDestroy(self.stream)
-            self.stream = None
+        if self._runner is not None:
+            self._runner.deactivate()
+            self._runner = None
 
     def __enter__(self) -> "EngineRunner":
         return self
@@ -215,8 +156,8 @@ class EngineRunner:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from client.synthetic import make_scene
     from export.profiles import Shape
+    from export.verify_engine import synthetic_batch
 
     parser = argparse.ArgumentParser(prog="python -m export.engine_runner", description=__doc__.splitlines()[0])
     parser.add_argument("plan", type=Path, help="e.g. model_repository/gpu/adnet/1/model.plan")
@@ -232,12 +173,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.describe:
                 print(runner.describe())
             if args.run:
-                size = Shape.parse(args.run)
-                scenes = [make_scene(size.height, size.width, seed=i) for i in range(size.batch)]
-                ldr = np.stack([s.ldrs for s in scenes])
-                if runner.dtype(io_contract.INPUT_LDR) == np.float16:
-                    ldr = (ldr / 255.0).astype(np.float16)
-                hdr = runner.infer(ldr, np.stack([s.evs for s in scenes]).astype(np.float32))
+                ldr, ev = synthetic_batch(Shape.parse(args.run), runner.dtype(io_contract.INPUT_LDR), seed=0)
+                hdr = runner.infer(ldr, ev)
                 print(f"HDR {list(hdr.shape)} {hdr.dtype}: min {hdr.min():.4g}, mean {hdr.mean():.4g}, "
                       f"max {hdr.max():.4g}, finite {bool(np.isfinite(hdr).all())}")
     except PipelineError as exc:

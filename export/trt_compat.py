@@ -29,16 +29,24 @@ from typing import Optional
 
 from export.errors import PipelineError
 
-__all__ = ["BACKENDS", "TensorRT", "TensorRTNotFound", "NoGPU", "load", "gpus", "require_gpu", "rtx_link_dir",
-           "link_rtx", "check_rtx_parser", "CONTAINER_HINT", "main"]
+__all__ = ["BACKENDS", "NGC_RELEASE", "NGC_TENSORRT", "POLYGRAPHY_VERSION", "TensorRT", "TensorRTNotFound", "NoGPU",
+           "load", "gpus", "require_gpu", "rtx_link_dir", "link_rtx", "check_rtx_parser", "CONTAINER_HINT", "main"]
 
 BACKENDS = ("tensorrt", "rtx")
 _MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
 
+# The NGC release the GPU path targets, and the TensorRT its TensorRT and Triton containers ship: Triton 2.51 (the
+# release the CPU path runs) is NGC 24.10, with TensorRT 10.5.0. model_repository/server.py serves with this tag.
+NGC_RELEASE = "24.10"
+NGC_TENSORRT = {"24.10": "10.5.0"}
+# The Polygraphy the engine chain is written against (requirements.txt pins the same; a test keeps them equal). The
+# containers get it with --no-deps, so that pip keeps their numpy.
+POLYGRAPHY_VERSION = "0.53.6"
+
 CONTAINER_HINT = (
     "build inside the NGC TensorRT or Triton container of the same version you serve with, e.g.\n"
     "  docker run --gpus all --rm -v $PWD:/workspace/adnet -w /workspace/adnet nvcr.io/nvidia/tensorrt:<yy.mm>-py3 \\\n"
-    "      make plugin engine ENGINE_PY=python3\n"
+    f"      bash -c 'pip install --no-deps polygraphy=={POLYGRAPHY_VERSION} && make plugin engine ENGINE_PY=python3'\n"
     "with the <yy.mm> of the nvcr.io/nvidia/tritonserver:<yy.mm>-py3 you serve with (both carry the same TensorRT).\n"
     "On a CPU-only machine, `make engine ENGINE_BACKEND=rtx` builds a check-only engine with TensorRT-RTX")
 
