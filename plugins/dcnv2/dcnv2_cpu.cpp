@@ -28,19 +28,26 @@ inline float columnValue(float v, Half16 const*) { return dcnHalfBitsToFloat(dcn
 inline void storeOutput(float* y, float v) { *y = v; }
 inline void storeOutput(Half16* y, float v) { y->bits = dcnFloatToHalfBits(v); }
 
-struct Shape {
-    int64_t n;
-    int32_t c, h, w, cout, kh, kw, k, ho, wo, stride, padding, dilation, dg, cg;
-};
-
 template <typename T>
-void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias, T* y, Shape const& s)
+void forwardRows(Problem const& q, AdnetDcnTensors const& t)
 {
-    int32_t const ck = s.c * s.k;
-    int64_t const hw = int64_t{s.h} * s.w;
-    int64_t const howo = int64_t{s.ho} * s.wo;
-    int64_t const omChannels = 3 * int64_t{s.dg} * s.k;
-    int64_t const rows = s.n * s.ho;
+    T const* const x = static_cast<T const*>(t.x);
+    T const* const offsetMask = static_cast<T const*>(t.offset_mask);
+    T const* const weight = static_cast<T const*>(t.weight);
+    T const* const bias = static_cast<T const*>(t.bias);
+    T* const y = static_cast<T*>(t.y);
+    // 32-bit sizes inside planes and rows (the core's limits); 64-bit offsets across them.
+    struct {
+        int32_t c, h, w, cout, kw, k, ho, wo, stride, padding, dilation, dg, cg;
+    } const s{static_cast<int32_t>(q.x.c), static_cast<int32_t>(q.x.h), static_cast<int32_t>(q.x.w),
+              static_cast<int32_t>(q.weight.n), static_cast<int32_t>(q.weight.w), static_cast<int32_t>(q.k),
+              static_cast<int32_t>(q.y.h), static_cast<int32_t>(q.y.w), q.params.stride, q.params.padding,
+              q.params.dilation, q.params.deformable_groups, static_cast<int32_t>(q.cg)};
+    int32_t const ck = static_cast<int32_t>(q.reduction);
+    int64_t const hw = q.hw;
+    int64_t const howo = q.howo;
+    int64_t const omChannels = q.offsetMask.c;
+    int64_t const rows = q.x.n * s.ho;
 
     // Weights and bias as float32 once (exact for binary16).
     std::vector<float> wf(static_cast<size_t>(s.cout) * ck);
@@ -104,41 +111,19 @@ void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias
 
 namespace dcn = adnet::dcn;
 
-extern "C" int32_t adnet_dcn_forward_cpu(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
-                                         void const* bias, void* y, int64_t n, int64_t c, int64_t h, int64_t w,
-                                         int64_t cout, int64_t kh, int64_t kw, int32_t stride, int32_t padding,
-                                         int32_t dilation, int32_t deformableGroups)
+extern "C" int32_t adnet_dcn_forward_cpu(AdnetDcnProblem const* desc, AdnetDcnTensors const* tensors)
 {
-    if (!dcn::acceptLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, stride, padding, dilation,
-                           deformableGroups)) {
+    dcn::Problem problem;
+    if (!dcn::acceptLaunch(desc, tensors, problem)) {
         return -1;
     }
-    if (n == 0) {
+    if (problem.pixels == 0) {
         return 0;
     }
-    dcn::Shape s;
-    s.n = n;
-    s.c = static_cast<int32_t>(c);
-    s.h = static_cast<int32_t>(h);
-    s.w = static_cast<int32_t>(w);
-    s.cout = static_cast<int32_t>(cout);
-    s.kh = static_cast<int32_t>(kh);
-    s.kw = static_cast<int32_t>(kw);
-    s.k = s.kh * s.kw;
-    s.ho = static_cast<int32_t>(dcn::outputLength(h, kh, stride, padding, dilation));
-    s.wo = static_cast<int32_t>(dcn::outputLength(w, kw, stride, padding, dilation));
-    s.stride = stride;
-    s.padding = padding;
-    s.dilation = dilation;
-    s.dg = deformableGroups;
-    s.cg = s.c / s.dg;
-    if (dtype == static_cast<int32_t>(dcn::DataType::kFloat16)) {
-        using H = dcn::Half16;
-        dcn::forwardRows(static_cast<H const*>(x), static_cast<H const*>(offsetMask), static_cast<H const*>(weight),
-                         static_cast<H const*>(bias), static_cast<H*>(y), s);
+    if (problem.type() == dcn::DataType::kFloat16) {
+        dcn::forwardRows<dcn::Half16>(problem, *tensors);
     } else {
-        dcn::forwardRows(static_cast<float const*>(x), static_cast<float const*>(offsetMask),
-                         static_cast<float const*>(weight), static_cast<float const*>(bias), static_cast<float*>(y), s);
+        dcn::forwardRows<float>(problem, *tensors);
     }
     return 0;
 }

@@ -6,7 +6,6 @@ alignment rules; AddressSanitizer and UBSan watch every access. This tests the t
 are not tile multiples, the shared-memory layout, the barriers and the FP16 rounding points where no GPU exists.
 What it cannot test: real tensor cores, __ldg, timing, and the launch on a device (tests/plugins/test_dcnv2_cuda.py).
 """
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,42 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugins.dcnv2 import contract
+from plugins.dcnv2 import build
 from plugins.dcnv2.cpu import dcnv2_forward
 from tests.factories import fresh_generator
 
-ROOT = Path(__file__).resolve().parents[2]
-DCN_DIR = ROOT / "plugins" / "dcnv2"
-EMU_DIR = Path(__file__).resolve().parent / "dcnv2_emulation"
-
-
-def _cuda_include():
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home and (Path(home) / "include" / "cuda_fp16.h").exists():
-            return Path(home) / "include"
-    return None
-
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    cxx = os.environ.get("CXX", "g++")
-    include = _cuda_include()
-    if shutil.which(cxx) is None or include is None:
-        pytest.skip("needs g++ and the CUDA toolkit headers (cuda_fp16.h; set CUDA_HOME) to compile the kernel "
-                    "source for the CPU")
-    out = tmp_path_factory.mktemp("emulation")
-    contract.main(["--header", str(out / "include" / "dcnv2_contract.h")])
-    exe = out / "kernel_emulation"
-    base = [cxx, "-std=c++20", "-O1", "-g", "-pthread", "-ffp-contract=off", "-Wall", "-Wextra",
-            "-Wno-unknown-pragmas", f"-I{EMU_DIR}", f"-I{DCN_DIR}", f"-I{out / 'include'}", "-isystem",
-            str(include), str(EMU_DIR / "kernel_emulation.cpp"), str(DCN_DIR / "dcnv2_core.cpp"), "-o", str(exe)]
-    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-    result = subprocess.run(base[:1] + sanitizers + base[1:], capture_output=True, text=True)
-    if result.returncode != 0:  # a toolchain without the sanitizer runtimes: still run the emulation
-        result = subprocess.run(base, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "warning" not in result.stderr, result.stderr
-    return exe
+def emulator():
+    """`make emulator` (g++ with ASan/UBSan where available; make owns the flags)."""
+    config = build.config()
+    if shutil.which(config["CXX"].split()[0]) is None or not (Path(config["CUDA_INCLUDE"]) / "cuda_fp16.h").exists():
+        pytest.skip(f"needs {config['CXX']} and the CUDA toolkit headers (cuda_fp16.h in {config['CUDA_INCLUDE']}; "
+                    "set CUDA_HOME) to compile the kernel source for the CPU")
+    output = build.make("emulator")
+    assert "warning" not in output, output
+    return build.ROOT / config["EMULATOR"]
 
 
 def run_emulated(exe, tmp_path, dtype, x, offset_mask, weight, bias, s, p, d, dg):

@@ -54,19 +54,16 @@ std::vector<T> readFile(std::string const& path, size_t count)
 }
 
 template <typename T>
-int run(int64_t const* d, int32_t const* p, std::string const& dir)
+int run(adnet::dcn::Problem const& q, std::string const& dir)
 {
     namespace detail = adnet::dcn::detail;
-    int64_t const n = d[0], c = d[1], h = d[2], w = d[3], cout = d[4], kh = d[5], kw = d[6];
-    int64_t const ho = adnet::dcn::outputLength(h, kh, p[0], p[1], p[2]);
-    int64_t const wo = adnet::dcn::outputLength(w, kw, p[0], p[1], p[2]);
-    auto x = readFile<T>(dir + "/x.bin", n * c * h * w);
-    auto om = readFile<T>(dir + "/offset_mask.bin", n * 3 * p[3] * kh * kw * ho * wo);
-    auto wt = readFile<T>(dir + "/weight.bin", cout * c * kh * kw);
-    auto bias = readFile<T>(dir + "/bias.bin", cout);
-    auto y = readFile<T>(dir + "/y.bin", n * cout * ho * wo);
-    detail::LaunchPlan<T> const plan = detail::makeLaunchPlan(x.data(), om.data(), wt.data(), bias.data(), y.data(),
-                                                              n, c, h, w, cout, kh, kw, p[0], p[1], p[2], p[3]);
+    auto x = readFile<T>(dir + "/x.bin", q.x.n * q.x.c * q.hw);
+    auto om = readFile<T>(dir + "/offset_mask.bin", q.x.n * q.offsetMask.c * q.howo);
+    auto wt = readFile<T>(dir + "/weight.bin", q.weight.n * q.reduction);
+    auto bias = readFile<T>(dir + "/bias.bin", q.weight.n);
+    auto y = readFile<T>(dir + "/y.bin", q.x.n * q.weight.n * q.howo);
+    AdnetDcnTensors const tensors{x.data(), om.data(), wt.data(), bias.data(), y.data()};
+    detail::LaunchPlan<T> const plan = detail::makeLaunchPlan<T>(q, tensors);
     int const threads = detail::TileConfig<T>::kThreads;
     std::barrier<> barrier(threads);
     gBlockBarrier = &barrier;
@@ -98,22 +95,30 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "usage: %s DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR\n", argv[0]);
         return 2;
     }
-    int32_t const dtype = std::atoi(argv[1]);
-    int64_t dims[7];
-    for (int i = 0; i < 7; ++i) dims[i] = std::atoll(argv[2 + i]);
-    int32_t params[4];
-    for (int i = 0; i < 4; ++i) params[i] = std::atoi(argv[9 + i]);
-    adnet::dcn::Params p;
-    p.stride = params[0];
-    p.padding = params[1];
-    p.dilation = params[2];
-    p.deformable_groups = params[3];
+    AdnetDcnProblem desc{};
+    desc.dtype = std::atoi(argv[1]);
+    int64_t d[7];
+    for (int i = 0; i < 7; ++i) d[i] = std::atoll(argv[2 + i]);
+    desc.stride = std::atoi(argv[9]);
+    desc.padding = std::atoi(argv[10]);
+    desc.dilation = std::atoi(argv[11]);
+    desc.deformable_groups = std::atoi(argv[12]);
+    int64_t const ho = adnet::dcn::outputLength(d[2], d[5], desc.stride, desc.padding, desc.dilation);
+    int64_t const wo = adnet::dcn::outputLength(d[3], d[6], desc.stride, desc.padding, desc.dilation);
+    int64_t const x[4] = {d[0], d[1], d[2], d[3]};
+    int64_t const om[4] = {d[0], 3 * desc.deformable_groups * d[5] * d[6], ho, wo};
+    int64_t const w[4] = {d[4], d[1], d[5], d[6]};
+    std::copy(x, x + 4, desc.x);
+    std::copy(om, om + 4, desc.offset_mask);
+    std::copy(w, w + 4, desc.weight);
+    desc.bias_length = d[4];
     int const dummy = 0;
-    std::string const e = adnet::dcn::validateLaunch(dtype, &dummy, &dummy, &dummy, &dummy, &dummy, dims[0], dims[1],
-                                                     dims[2], dims[3], dims[4], dims[5], dims[6], p);
+    AdnetDcnTensors const pointers{&dummy, &dummy, &dummy, &dummy, const_cast<int*>(&dummy)};
+    adnet::dcn::Problem const problem = adnet::dcn::makeProblem(desc);
+    std::string const e = adnet::dcn::validateLaunch(problem, pointers);
     if (!e.empty()) {
         std::fprintf(stderr, "%s\n", e.c_str());
         return 2;
     }
-    return dtype == 1 ? run<__half>(dims, params, argv[13]) : run<float>(dims, params, argv[13]);
+    return desc.dtype == 1 ? run<__half>(problem, argv[13]) : run<float>(problem, argv[13]);
 }
