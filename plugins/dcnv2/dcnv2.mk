@@ -37,7 +37,13 @@ EMU_CXXFLAGS ?= -std=c++20 -O1 -g -pthread -ffp-contract=off -Wall -Wextra -Wno-
 DCN_SANITIZE = $(shell printf 'int main(){}' | $(CXX) -fsanitize=address,undefined -x c++ - -o /dev/null \
                  2>/dev/null && echo -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 
-DCN_OBJ   := $(BUILD)/dcnv2
+# Objects live in a folder keyed by the toolchain (nvcc's version, flags, targets), so that objects built by one
+# toolchain (the host's nvcc) are never linked by another (the container's `make plugin`). The libraries are relinked
+# whenever the key differs from the one they were built with (toolchain.id, rewritten only when it changes).
+DCN_TOOLCHAIN := $(shell { $(NVCC) --version 2>/dev/null || echo no-nvcc; \
+                   echo '$(DCN_NVCCFLAGS) | $(DCN_GENCODE)'; } | cksum | cut -d' ' -f1)
+DCN_OBJ   := $(BUILD)/dcnv2/nvcc-$(DCN_TOOLCHAIN)
+DCN_TOOLCHAIN_ID := $(BUILD)/dcnv2/toolchain.id
 KERNELS_LIB := $(BUILD)/libadnet_dcn_kernels.so
 TWIN_LIB  := $(BUILD)/libadnet_dcn_cpu.so
 EMULATOR  := $(BUILD)/dcnv2/kernel_emulation
@@ -46,7 +52,10 @@ DCN_CORE_SRC := $(DCN_DIR)/dcnv2_core.cpp $(DCN_DIR)/dcnv2_core.h $(CONTRACT_H)
 DCN_KERNEL_SRC := $(DCN_DIR)/dcnv2_kernel.cu $(DCN_DIR)/dcnv2_kernel.cuh $(DCN_DIR)/dcnv2_kernel.h \
                   $(DCN_DIR)/dcnv2_sampling.h $(DCN_DIR)/dcnv2_core.h $(CONTRACT_H)
 
-.PHONY: kernels kernel-objects twin emulator dcn-config bench-kernels check-cxx check-cuda-headers
+.PHONY: kernels kernel-objects twin emulator dcn-config bench-kernels check-cxx check-cuda-headers FORCE
+
+$(DCN_TOOLCHAIN_ID): FORCE
+	@mkdir -p $(@D); echo '$(DCN_TOOLCHAIN)' | cmp -s - $@ || echo '$(DCN_TOOLCHAIN)' > $@
 
 kernels: $(KERNELS_LIB) ## Build the CUDA kernels (nvcc only): build/libadnet_dcn_kernels.so + objects, sm_80/86/89/90
 kernel-objects: $(DCN_KERNEL_OBJS)
@@ -60,8 +69,8 @@ $(DCN_OBJ)/dcnv2_core.o: $(DCN_CORE_SRC)
 	$(NVCC) $(DCN_NVCCFLAGS) -c $< -o $@
 
 # cudart is linked statically (nvcc's default): the library needs only the driver at run time.
-$(KERNELS_LIB): $(DCN_KERNEL_OBJS)
-	$(NVCC) -shared $(DCN_GENCODE) $^ -o $@
+$(KERNELS_LIB): $(DCN_KERNEL_OBJS) $(DCN_TOOLCHAIN_ID)
+	$(NVCC) -shared $(DCN_GENCODE) $(DCN_KERNEL_OBJS) -o $@
 
 check-cxx:
 	@command -v $(firstword $(CXX)) >/dev/null || { echo "cannot build the AdnetDCNv2 CPU twin: C++ compiler" \
@@ -95,6 +104,7 @@ dcn-config:
 	@echo "KERNELS_LIB=$(KERNELS_LIB)"
 	@echo "TWIN_LIB=$(TWIN_LIB)"
 	@echo "EMULATOR=$(EMULATOR)"
+	@echo "KERNEL_OBJECTS=$(DCN_KERNEL_OBJS)"
 
 # ---- GPU microbenchmark ----------------------------------------------------------------------------------------
 BENCH_PYTHON ?= $(DCN_PY)
