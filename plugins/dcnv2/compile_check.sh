@@ -47,14 +47,14 @@ echo "compile-check: TensorRT ${version:-?} headers from $trt_include, $($CXX --
 "$CXX" $PLUGIN_CXXFLAGS $PLUGIN_INCLUDES -c plugins/dcnv2/dcnv2_plugin.cpp -o "$work/dcnv2_plugin.o"
 echo "  compiled plugins/dcnv2/dcnv2_plugin.cpp ($PLUGIN_CXXFLAGS)"
 
-for entry in getCreators setLoggerFinder; do
+for entry in getCreators setLoggerFinder adnet_register_plugins; do
     if ! readelf -sW "$work/dcnv2_plugin.o" \
         | awk -v s="$entry" '$8 == s && $5 == "GLOBAL" && $6 == "DEFAULT" {f = 1} END {exit !f}'; then
         echo "compile-check: $entry is not exported (extern \"C\", default visibility)" >&2
         exit 1
     fi
 done
-echo "  exports: getCreators, setLoggerFinder"
+echo "  exports: getCreators, setLoggerFinder, adnet_register_plugins"
 
 "$CXX" -shared -o "$work/libcheck.so" "$work/dcnv2_plugin.o"
 # Anything still undefined that belongs to the adapter itself (its classes, vtables) would be a bug here.
