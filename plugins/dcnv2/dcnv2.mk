@@ -49,7 +49,7 @@ TWIN_LIB  := $(BUILD)/libadnet_dcn_cpu.so
 EMULATOR  := $(BUILD)/dcnv2/kernel_emulation
 DCN_KERNEL_OBJS := $(DCN_OBJ)/dcnv2_kernel.o $(DCN_OBJ)/dcnv2_core.o
 DCN_CORE_SRC := $(DCN_DIR)/dcnv2_core.cpp $(DCN_DIR)/dcnv2_core.h $(CONTRACT_H)
-DCN_KERNEL_SRC := $(DCN_DIR)/dcnv2_kernel.cu $(DCN_DIR)/dcnv2_kernel.cuh $(DCN_DIR)/dcnv2_kernel.h \
+DCN_KERNEL_SRC := $(DCN_DIR)/dcnv2_kernel.cu $(DCN_DIR)/dcnv2_kernel.cuh $(DCN_DIR)/dcnv2_kernel_v2.cuh $(DCN_DIR)/dcnv2_kernel.h \
                   $(DCN_DIR)/dcnv2_sampling.h $(DCN_DIR)/dcnv2_core.h $(CONTRACT_H)
 
 .PHONY: kernels kernel-objects twin emulator dcn-config bench-kernels check-cxx check-cuda-headers FORCE

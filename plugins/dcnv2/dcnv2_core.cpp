@@ -138,7 +138,60 @@ Problem makeProblem(AdnetDcnProblem const& d)
     auto dims = [](int64_t const (&v)[4]) { return Dims4{v[0], v[1], v[2], v[3]}; };
     Problem q = makeProblem(p, DataType::kFloat32, dims(d.x), dims(d.offset_mask), dims(d.weight), d.bias_length);
     q.dtype = d.dtype;
+    q.xFormat = d.x_format;
+    q.offsetMaskFormat = d.offset_mask_format;
+    q.yFormat = d.y_format;
+    q.variant = d.variant;
     return q;
+}
+
+bool Problem::fastPath() const
+{
+    return xFormat == static_cast<int32_t>(Format::kChannelsLast) && variant != static_cast<int32_t>(Variant::kV1);
+}
+
+namespace {
+
+constexpr int32_t kLinear = static_cast<int32_t>(Format::kLinear);
+constexpr int32_t kChannelsLast = static_cast<int32_t>(Format::kChannelsLast);
+
+bool vectorChannels(int64_t channels) { return known(channels) && channels > 0 && channels % kChannelsLastVector == 0; }
+
+// Why x cannot be channels-last for this problem ("" when it can). Unknown dims pass unless `requireKnown`.
+std::string channelsLastRefusal(Problem const& q, bool requireKnown)
+{
+    if (q.type() != DataType::kFloat16) return "channels-last tensors must be float16";
+    bool const dimsKnown = known(q.cg) && known(q.weight.h) && known(q.weight.w);
+    if (!dimsKnown) {
+        return requireKnown ? "channels-last x needs C, deformable_groups and the kernel size known at build time"
+                            : std::string();
+    }
+    if (!vectorChannels(q.cg)) {
+        return "channels-last x needs C/deformable_groups a multiple of 8, got C = " + str(q.x.c)
+               + ", deformable_groups = " + str(q.params.deformable_groups);
+    }
+    if (!(q.weight.h == 3 && q.weight.w == 3)) {
+        return "channels-last x needs a 3x3 kernel, got " + str(q.weight.h) + "x" + str(q.weight.w);
+    }
+    return {};
+}
+
+}  // namespace
+
+bool formatSupported(Problem const& q, int32_t position)
+{
+    bool const f16 = q.type() == DataType::kFloat16;
+    bool const xLast = q.xFormat == kChannelsLast;
+    switch (position) {
+    case 0: return q.xFormat == kLinear || (q.xFormat == kChannelsLast && channelsLastRefusal(q, true).empty());
+    case 1:
+        return q.offsetMaskFormat == kLinear
+               || (q.offsetMaskFormat == kChannelsLast && f16 && xLast && vectorChannels(q.offsetMask.c));
+    case 2:
+    case 3: return true;  // weight and bias have no format in the problem: always linear
+    case 4: return q.yFormat == kLinear || (q.yFormat == kChannelsLast && f16 && xLast && vectorChannels(q.weight.n));
+    default: return false;
+    }
 }
 
 std::string validate(Problem const& q)
@@ -150,6 +203,14 @@ std::string validate(Problem const& q)
     std::string const pre = "AdnetDCNv2: ";
     if (q.dtype != static_cast<int32_t>(DataType::kFloat32) && q.dtype != static_cast<int32_t>(DataType::kFloat16)) {
         return pre + "dtype " + str(q.dtype) + " is not supported: use 0 (float32) or 1 (float16)";
+    }
+    for (int32_t f : {q.xFormat, q.offsetMaskFormat, q.yFormat}) {
+        if (f != kLinear && f != kChannelsLast) {
+            return pre + "format " + str(f) + " is not supported: use 0 (linear NCHW) or 1 (channels-last NHWC)";
+        }
+    }
+    if (q.variant < 0 || q.variant > static_cast<int32_t>(Variant::kV2)) {
+        return pre + "variant " + str(q.variant) + " is not supported: use 0 (best), 1 (v1) or 2 (v2)";
     }
     std::string e = validate(p);
     if (e.empty()) e = checkDims("x", x);
@@ -214,6 +275,28 @@ std::string validate(Problem const& q)
     }
     if (known(weight.n) && weight.n > kMaxPlane) {
         return pre + "Cout = " + str(weight.n) + " is too large";
+    }
+    if (q.xFormat == kChannelsLast) {
+        if (q.variant == static_cast<int32_t>(Variant::kV1)) {
+            return pre + "the v1 kernel reads NCHW only: pass linear tensors, or variant 0/2 for channels-last x";
+        }
+        std::string const refusal = channelsLastRefusal(q, false);
+        if (!refusal.empty()) {
+            return pre + refusal + " (use linear NCHW tensors otherwise)";
+        }
+        if (known(q.hw) && known(x.c) && q.hw * x.c > kMaxPlane) {
+            return pre + "channels-last input " + str(x.h) + "x" + str(x.w) + "x" + str(x.c)
+                   + " has more than 2^31-1 elements per image";
+        }
+    } else if (q.offsetMaskFormat == kChannelsLast || q.yFormat == kChannelsLast) {
+        return pre + "channels-last offset_mask_logits or y need channels-last x (the fast path)";
+    }
+    if (q.offsetMaskFormat == kChannelsLast && known(offsetMask.c) && !vectorChannels(offsetMask.c)) {
+        return pre + "channels-last offset_mask_logits needs a multiple of 8 channels, got " + str(offsetMask.c)
+               + " (3*kh*kw*deformable_groups: deformable_groups a multiple of 8 for 3x3)";
+    }
+    if (q.yFormat == kChannelsLast && known(weight.n) && !vectorChannels(weight.n)) {
+        return pre + "channels-last y needs Cout a multiple of 8, got " + str(weight.n);
     }
     return {};
 }
@@ -332,6 +415,11 @@ extern "C" int32_t adnet_dcn_check(AdnetDcnProblem const* problem)
         return -1;
     }
     return 0;
+}
+
+extern "C" int32_t adnet_dcn_supports(AdnetDcnProblem const* problem, int32_t position)
+{
+    return problem != nullptr && dcn::formatSupported(dcn::makeProblem(*problem), position) ? 1 : 0;
 }
 
 extern "C" int64_t adnet_dcn_output_length(int64_t in, int64_t kernel, int32_t stride, int32_t padding,

@@ -15,6 +15,9 @@ extern "C" {
 // One call, as the C ABI and ctypes see it (plugins/dcnv2/abi.py mirrors this layout). Dims are the logical NCHW
 // dims of each tensor; -1 means "not known yet" (build time with dynamic shapes: adnet_dcn_check skips the checks
 // that need it; the launchers reject it). The output is y = [x[0], weight[0], offset_mask[2], offset_mask[3]].
+// Formats (Format values): 0 linear (dense NCHW), 1 channels-last (dense NHWC: TensorRT's kHWC8 with C a multiple
+// of 8, torch's channels_last); weight and bias are always linear. variant (Variant values): 0 the best kernel for
+// the problem, 1 the v1 kernel (NCHW only), 2 the v2 fast path where it applies (else the generic kernel).
 typedef struct AdnetDcnProblem {
     int32_t dtype;  // DataType value: 0 float32, 1 float16 (every tensor has this type)
     int32_t stride, padding, dilation, deformable_groups;
@@ -22,6 +25,8 @@ typedef struct AdnetDcnProblem {
     int64_t offset_mask[4];  // [B, 3*dg*kh*kw, Ho, Wo]
     int64_t weight[4];       // [Cout, C, kh, kw]
     int64_t bias_length;     // Cout
+    int32_t x_format, offset_mask_format, y_format;
+    int32_t variant;
 } AdnetDcnProblem;
 
 // Device (CUDA launcher) or host (CPU twin) pointers of the five tensors.
@@ -52,6 +57,13 @@ struct Dims4 {
 // The element types the op supports: all tensors FP32, or all FP16 (FP32 accumulation).
 enum class DataType : int32_t { kFloat32 = 0, kFloat16 = 1 };
 
+// Memory formats of x, offset_mask and y (see AdnetDcnProblem).
+enum class Format : int32_t { kLinear = 0, kChannelsLast = 1 };
+// Kernel choice (see AdnetDcnProblem): the fast path (v2) needs FP16, channels-last x, C/dg a multiple of 8 and a
+// 3x3 kernel; everything else runs the generic kernel, which is v1.
+enum class Variant : int32_t { kBest = 0, kV1 = 1, kV2 = 2 };
+constexpr int32_t kChannelsLastVector = 8;  // channels per 128-bit FP16 vector
+
 // Types a serialised field can arrive with (the adapter maps TensorRT's PluginFieldType onto these).
 enum class FieldType : int32_t { kInt32, kInt64, kInt16, kInt8, kFloat32, kFloat64, kChar, kOther };
 
@@ -62,6 +74,8 @@ struct Problem {
     int32_t dtype = 0;  // DataType value as given (validate rejects anything else)
     Dims4 x{}, offsetMask{}, weight{}, y{};
     int64_t biasLength = 0;
+    int32_t xFormat = 0, offsetMaskFormat = 0, yFormat = 0;  // Format values
+    int32_t variant = 0;                                      // Variant value
     // Derived; meaningful when the dims they come from are known.
     int64_t k = 0;          // taps, kh*kw
     int64_t cg = 0;         // channels per deformable group, C/dg
@@ -71,6 +85,7 @@ struct Problem {
     int64_t reduction = 0;  // C*kh*kw rows of the GEMM
     DataType type() const { return static_cast<DataType>(dtype); }
     bool known() const;     // every dim known (a launch needs that)
+    bool fastPath() const;  // the v2 kernel runs (x channels-last and not forced to v1); validate() checks the rest
 };
 
 Problem makeProblem(AdnetDcnProblem const& desc);
@@ -85,6 +100,12 @@ std::string validate(Params const& p);
 // index limits (H, W below 2^24; H*W, Ho*Wo, C*kh*kw below 2^31). Unknown (-1) dims skip the checks that need them.
 // Empty string when valid.
 std::string validate(Problem const& problem);
+
+// Whether the op serves input `position` (0-3 inputs in contract order, 4 = y) in the format and type the problem
+// gives it, knowing only the formats of positions before it (TensorRT asks in position order): linear FP32/FP16
+// everywhere; channels-last FP16 for x when C/dg is a multiple of 8 and the kernel 3x3 (the fast path), and for
+// offset_mask / y when x is channels-last and their channel count is a multiple of 8.
+bool formatSupported(Problem const& problem, int32_t position);
 
 // validate(problem) plus what a launch needs: every dim known and non-null pointers (y and x, offset_mask may be
 // null for an empty batch).
@@ -126,6 +147,8 @@ int32_t adnet_dcn_forward_cpu(AdnetDcnProblem const* problem, AdnetDcnTensors co
 char const* adnet_dcn_last_error(void);
 
 // Helpers for bindings and adapters written in other languages (the Python stand-in plugin), in both libraries.
+// formatSupported: 1 when served, 0 when not.
+int32_t adnet_dcn_supports(AdnetDcnProblem const* problem, int32_t position);
 // validate(makeProblem(*problem)): 0 when valid, else -1 with the message in adnet_dcn_last_error().
 int32_t adnet_dcn_check(AdnetDcnProblem const* problem);
 // outputLength (the shape rule on one axis).

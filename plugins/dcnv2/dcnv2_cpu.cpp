@@ -6,13 +6,17 @@
 //   1. inputs are binary16; positions, bilinear weights, sigmoid and the sampled*mask product are float32;
 //   2. the column value sigmoid(m) * bilinear(x, p) is rounded to binary16 (the kernel stores it so into the
 //      shared-memory MMA tile);
-//   3. products weight * column are exact in float32 and accumulate in float32 (order may differ from the tensor
-//      cores' order, which is the only difference), bias is added in float32;
+//   3. the dot product of binary16 weights and columns is computed exactly (binary16 values are integers times 2^-24,
+//      so products are integers times 2^-48 and their sum fits an __int128) and rounded to float32 once: the result
+//      depends on no summation order, so kernels that order their reduction differently (v1: channel-major, v2:
+//      tap-major) both match it bit for bit in the emulation; the tensor cores accumulate in float32, which is the
+//      one difference on a GPU. The bias is added in float32;
 //   4. the output is rounded to binary16 (round to nearest even).
 // float32 (dtype 0): everything in float32, no rounding besides float32's own.
 // Build with -ffp-contract=off so that the float32 sampling arithmetic is the plain IEEE sequence of the header.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "dcnv2_core.h"
@@ -27,6 +31,11 @@ inline float columnValue(float v, float const*) { return v; }
 inline float columnValue(float v, Half16 const*) { return dcnHalfBitsToFloat(dcnFloatToHalfBits(v)); }
 inline void storeOutput(float* y, float v) { *y = v; }
 inline void storeOutput(Half16* y, float v) { y->bits = dcnFloatToHalfBits(v); }
+
+// A binary16 value (held in a float) as an integer number of 2^-24 units: exact, |result| < 2^40.
+inline int64_t halfUnits(float v) { return static_cast<int64_t>(v * 16777216.0f); }
+// Sum of products of such units (units of 2^-48) as float32, rounded once.
+inline float fromProductUnits(__int128 sum) { return static_cast<float>(sum) * 0x1p-48f; }
 
 template <typename T>
 void forwardRows(Problem const& q, AdnetDcnTensors const& t)
@@ -54,6 +63,11 @@ void forwardRows(Problem const& q, AdnetDcnTensors const& t)
     for (size_t i = 0; i < wf.size(); ++i) wf[i] = dcnToFloat(weight[i]);
     std::vector<float> bf(static_cast<size_t>(s.cout));
     for (int32_t i = 0; i < s.cout; ++i) bf[i] = dcnToFloat(bias[i]);
+    std::vector<int64_t> wUnits;
+    if constexpr (std::is_same_v<T, Half16>) {
+        wUnits.resize(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i) wUnits[i] = halfUnits(wf[i]);
+    }
 
     // Threads only pay off beyond ~1M multiply-adds; below that the wake-up costs more than the work.
     double const macs = static_cast<double>(rows) * s.wo * ck * s.cout;
@@ -62,6 +76,8 @@ void forwardRows(Problem const& q, AdnetDcnTensors const& t)
         // One output row at a time: columns [C*K][Wo] (the im2col block of this row), then a row GEMM.
         std::vector<float> cols(static_cast<size_t>(ck) * s.wo);
         std::vector<float> acc(static_cast<size_t>(s.wo));
+        std::vector<int64_t> colUnits(std::is_same_v<T, Half16> ? cols.size() : 0);
+        std::vector<__int128> exact(std::is_same_v<T, Half16> ? static_cast<size_t>(s.wo) : 0);
 #pragma omp for schedule(static)
         for (int64_t row = 0; row < rows; ++row) {
             int64_t const b = row / s.ho;
@@ -86,14 +102,30 @@ void forwardRows(Problem const& q, AdnetDcnTensors const& t)
                     }
                 }
             }
+            if constexpr (std::is_same_v<T, Half16>) {
+                for (size_t i = 0; i < cols.size(); ++i) colUnits[i] = halfUnits(cols[i]);
+            }
             for (int32_t co = 0; co < s.cout; ++co) {
-                std::fill(acc.begin(), acc.end(), 0.f);
-                float const* wrow = wf.data() + static_cast<size_t>(co) * ck;
-                for (int32_t r = 0; r < ck; ++r) {
-                    float const wv = wrow[r];
-                    float const* col = cols.data() + static_cast<size_t>(r) * s.wo;
-                    for (int32_t ow = 0; ow < s.wo; ++ow) {
-                        acc[ow] += wv * col[ow];
+                if constexpr (std::is_same_v<T, Half16>) {
+                    std::fill(exact.begin(), exact.end(), __int128{0});
+                    int64_t const* wrow = wUnits.data() + static_cast<size_t>(co) * ck;
+                    for (int32_t r = 0; r < ck; ++r) {
+                        int64_t const wv = wrow[r];
+                        int64_t const* col = colUnits.data() + static_cast<size_t>(r) * s.wo;
+                        for (int32_t ow = 0; wv != 0 && ow < s.wo; ++ow) {
+                            exact[ow] += static_cast<__int128>(wv) * col[ow];
+                        }
+                    }
+                    for (int32_t ow = 0; ow < s.wo; ++ow) acc[ow] = fromProductUnits(exact[ow]);
+                } else {
+                    std::fill(acc.begin(), acc.end(), 0.f);
+                    float const* wrow = wf.data() + static_cast<size_t>(co) * ck;
+                    for (int32_t r = 0; r < ck; ++r) {
+                        float const wv = wrow[r];
+                        float const* col = cols.data() + static_cast<size_t>(r) * s.wo;
+                        for (int32_t ow = 0; ow < s.wo; ++ow) {
+                            acc[ow] += wv * col[ow];
+                        }
                     }
                 }
                 T* yRow = y + (b * s.cout + co) * howo + int64_t{oh} * s.wo;

@@ -1,11 +1,16 @@
-// Executes the AdnetDCNv2 CUDA kernel source (plugins/dcnv2/dcnv2_kernel.cuh) on the CPU, so that its tiling,
-// guards, shared-memory layout and barriers are tested where no GPU exists. A block runs as kThreads std::threads
-// with a std::barrier for __syncthreads and a static array for __shared__; blocks run one after another; WMMA is
-// the host stand-in in this folder. Built with AddressSanitizer/UBSan by tests/plugins/test_dcnv2_kernel_emulation.py.
+// Executes the AdnetDCNv2 CUDA kernel sources (plugins/dcnv2/dcnv2_kernel.cuh: the generic kernel, v1;
+// dcnv2_kernel_v2.cuh: the FP16 channels-last fast path) on the CPU, so that their tiling, guards, shared-memory
+// layouts, pipelining and barriers are tested where no GPU exists. A block runs as kThreads std::threads with a
+// std::barrier for __syncthreads, static arrays for __shared__ and one heap buffer for the dynamic shared memory;
+// blocks run one after another with gridDim as planned (persistent blocks walk several tiles); WMMA is the host
+// stand-in in this folder. `make emulator` builds it with AddressSanitizer/UBSan.
 //
-// usage: kernel_emulation DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR
-//   DIR holds x.bin, offset_mask.bin, weight.bin, bias.bin (dense, float32 or binary16) and y.bin (initial output
-//   contents, e.g. NaN poison), which is overwritten with the result. Exit 2 with the core's message when invalid.
+// usage: kernel_emulation DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG XFMT OMFMT YFMT VARIANT SHARED BLOCKS DIR
+//   formats and variant as in AdnetDcnProblem; SHARED: the device's shared-memory limit per block in bytes (the fast
+//   path keeps the weights resident when they fit); BLOCKS: the most persistent blocks per output-channel tile.
+//   DIR holds x.bin, offset_mask.bin, weight.bin, bias.bin (float32 or binary16, each in its format) and y.bin
+//   (initial output contents, e.g. NaN poison), which is overwritten with the result. Prints which kernel ran.
+//   Exit 2 with the core's message when invalid.
 #include <algorithm>
 #include <barrier>
 #include <cstdint>
@@ -14,6 +19,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 // CUDA's execution model on the host, defined before the CUDA headers see __shared__.
@@ -22,6 +28,8 @@ struct EmulatedDim3 {
 };
 thread_local EmulatedDim3 threadIdx;
 thread_local EmulatedDim3 blockIdx;
+EmulatedDim3 gridDim;
+unsigned char* gDynamicSharedMemory = nullptr;
 static std::barrier<>* gBlockBarrier = nullptr;
 inline void __syncthreads() { gBlockBarrier->arrive_and_wait(); }
 template <typename T>
@@ -33,10 +41,13 @@ using std::max;
 using std::min;
 #define __shared__ static
 #define __launch_bounds__(...)
+#define ADNET_DCN_HOST_EMULATION 1
 
 #include <cuda_fp16.h>
+#include <vector_functions.h>
 
 #include "dcnv2_kernel.cuh"
+#include "dcnv2_kernel_v2.cuh"
 
 namespace {
 
@@ -53,8 +64,33 @@ std::vector<T> readFile(std::string const& path, size_t count)
     return data;
 }
 
+// Runs `body` as every block of a blocksX x blocksY grid of `threads` threads, one block after another.
+template <typename Body>
+void runGrid(int threads, int64_t blocksX, int64_t blocksY, Body body)
+{
+    gridDim.x = static_cast<unsigned>(blocksX);
+    gridDim.y = static_cast<unsigned>(blocksY);
+    std::barrier<> barrier(threads);
+    gBlockBarrier = &barrier;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            threadIdx.x = static_cast<unsigned>(t);
+            for (int64_t by = 0; by < blocksY; ++by) {
+                for (int64_t bx = 0; bx < blocksX; ++bx) {
+                    blockIdx.x = static_cast<unsigned>(bx);
+                    blockIdx.y = static_cast<unsigned>(by);
+                    body();
+                    barrier.arrive_and_wait();  // the block has ended before the next reuses shared memory
+                }
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+}
+
 template <typename T>
-int run(adnet::dcn::Problem const& q, std::string const& dir)
+int run(adnet::dcn::Problem const& q, size_t sharedLimit, int64_t maxBlocks, std::string const& dir)
 {
     namespace detail = adnet::dcn::detail;
     auto x = readFile<T>(dir + "/x.bin", q.x.n * q.x.c * q.hw);
@@ -63,25 +99,31 @@ int run(adnet::dcn::Problem const& q, std::string const& dir)
     auto bias = readFile<T>(dir + "/bias.bin", q.weight.n);
     auto y = readFile<T>(dir + "/y.bin", q.x.n * q.weight.n * q.howo);
     AdnetDcnTensors const tensors{x.data(), om.data(), wt.data(), bias.data(), y.data()};
-    detail::LaunchPlan<T> const plan = detail::makeLaunchPlan<T>(q, tensors);
-    int const threads = detail::TileConfig<T>::kThreads;
-    std::barrier<> barrier(threads);
-    gBlockBarrier = &barrier;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-        pool.emplace_back([&, t] {
-            threadIdx.x = static_cast<unsigned>(t);
-            for (int64_t by = 0; by < plan.blocksY; ++by) {
-                for (int64_t bx = 0; bx < plan.blocksX; ++bx) {
-                    blockIdx.x = static_cast<unsigned>(bx);
-                    blockIdx.y = static_cast<unsigned>(by);
-                    detail::dcnForwardKernel<T>(plan.args);
-                    barrier.arrive_and_wait();  // the block has ended before the next reuses shared memory
-                }
+    bool ran = false;
+    if constexpr (std::is_same_v<T, __half>) {
+        if (q.fastPath()) {
+            namespace v2 = adnet::dcn::v2;
+            v2::LaunchPlan const plan = v2::makeLaunchPlan(q, tensors, sharedLimit, maxBlocks);
+            if (plan.sharedBytes > sharedLimit) {
+                std::fprintf(stderr, "the fast path needs %zu bytes of shared memory\n", plan.sharedBytes);
+                return 2;
             }
-        });
+            std::vector<unsigned char> shared(plan.sharedBytes + 128);
+            gDynamicSharedMemory = shared.data() + (128 - reinterpret_cast<uintptr_t>(shared.data()) % 128) % 128;
+            std::printf("fast path: %s weights, %zu bytes of shared memory, %lld x %lld blocks for %d tiles\n",
+                        plan.args.residentWeights ? "resident" : "streamed", plan.sharedBytes,
+                        static_cast<long long>(plan.blocksX), static_cast<long long>(plan.blocksY), plan.args.tiles);
+            runGrid(v2::Config::kThreads, plan.blocksX, plan.blocksY, [&] { v2::dcnFastKernel(plan.args); });
+            ran = true;
+        }
     }
-    for (auto& thread : pool) thread.join();
+    if (!ran) {
+        detail::LaunchPlan<T> const plan = detail::makeLaunchPlan<T>(q, tensors);
+        std::printf("generic kernel: %lld x %lld blocks\n", static_cast<long long>(plan.blocksX),
+                    static_cast<long long>(plan.blocksY));
+        runGrid(detail::TileConfig<T>::kThreads, plan.blocksX, plan.blocksY,
+                [&] { detail::dcnForwardKernel<T>(plan.args); });
+    }
     std::ofstream out(dir + "/y.bin", std::ios::binary);
     out.write(reinterpret_cast<char const*>(y.data()), static_cast<std::streamsize>(y.size() * sizeof(T)));
     return out ? 0 : 3;
@@ -91,8 +133,9 @@ int run(adnet::dcn::Problem const& q, std::string const& dir)
 
 int main(int argc, char** argv)
 {
-    if (argc != 14) {
-        std::fprintf(stderr, "usage: %s DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG DIR\n", argv[0]);
+    if (argc != 20) {
+        std::fprintf(stderr, "usage: %s DTYPE N C H W COUT KH KW STRIDE PADDING DILATION DG XFMT OMFMT YFMT VARIANT "
+                     "SHARED BLOCKS DIR\n", argv[0]);
         return 2;
     }
     AdnetDcnProblem desc{};
@@ -103,6 +146,12 @@ int main(int argc, char** argv)
     desc.padding = std::atoi(argv[10]);
     desc.dilation = std::atoi(argv[11]);
     desc.deformable_groups = std::atoi(argv[12]);
+    desc.x_format = std::atoi(argv[13]);
+    desc.offset_mask_format = std::atoi(argv[14]);
+    desc.y_format = std::atoi(argv[15]);
+    desc.variant = std::atoi(argv[16]);
+    size_t const sharedLimit = static_cast<size_t>(std::atoll(argv[17]));
+    int64_t const maxBlocks = std::atoll(argv[18]);
     int64_t const ho = adnet::dcn::outputLength(d[2], d[5], desc.stride, desc.padding, desc.dilation);
     int64_t const wo = adnet::dcn::outputLength(d[3], d[6], desc.stride, desc.padding, desc.dilation);
     int64_t const x[4] = {d[0], d[1], d[2], d[3]};
@@ -120,5 +169,6 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "%s\n", e.c_str());
         return 2;
     }
-    return desc.dtype == 1 ? run<__half>(problem, argv[13]) : run<float>(problem, argv[13]);
+    return desc.dtype == 1 ? run<__half>(problem, sharedLimit, maxBlocks, argv[19])
+                           : run<float>(problem, sharedLimit, maxBlocks, argv[19]);
 }
