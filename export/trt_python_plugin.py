@@ -8,7 +8,9 @@ twin library (plugins/dcnv2/abi.py), exactly as the C++ adapter (plugins/dcnv2/d
   for absent fields, serialised back as INT32;
 - output shape y = [B, Cout, Ho, Wo] with Ho, Wo those of offset_mask_logits (B, H and W stay dynamic); the core's
   validation on the dims known at each call (the offsets' spatial size, an empty output, the index limits...);
-- output type = type of x; formats: linear, all four inputs and the output FP32, or all FP16; no workspace.
+- output type = type of x; all four inputs and the output FP32, or all FP16; formats as the C++ adapter advertises
+  them (the core's formatSupported): linear everywhere, and FP16 channel-last (HWC8, HWC) for x when the fast
+  path serves the problem, then for the offsets and the output too; no workspace.
 Its enqueue raises: an engine built with it is for inspection (layers, types, profiles, serialised fields), not for
 running. `register(trt)` is idempotent per TensorRT module and returns the creator, whose `trace` records the calls.
 """
@@ -73,6 +75,39 @@ def _known(dims) -> list[int]:
     return [int(d) for d in dims]
 
 
+def _format_name(trt, fmt) -> str | None:
+    """The core's format name for a TensorRT format (HWC8 and HWC are the same memory for C % 8 == 0)."""
+    if fmt == trt.TensorFormat.LINEAR:
+        return "linear"
+    if fmt in (trt.TensorFormat.HWC8, trt.TensorFormat.HWC):
+        return "channels_last"
+    return None
+
+
+def _dtype_name(trt, dtype) -> str | None:
+    return {trt.DataType.FLOAT: "float32", trt.DataType.HALF: "float16"}.get(dtype)
+
+
+def supports(trt, fields: dict[str, int], pos: int, in_out) -> bool:
+    """The C++ adapter's supportsFormatCombination: the core's formatSupported on the decided positions."""
+    desc = [t.desc for t in in_out]
+    dtype, fmt = _dtype_name(trt, desc[pos].type), _format_name(trt, desc[pos].format)
+    if dtype is None or fmt is None or (pos > 0 and desc[pos].type != desc[_X].type):
+        return False
+    if pos in (_WEIGHT, _BIAS):
+        return fmt == "linear"
+    formats = {"x_format": _format_name(trt, desc[_X].format)}
+    if pos >= _OFFSET_MASK:
+        formats["offset_mask_format"] = _format_name(trt, desc[_OFFSET_MASK].format)
+    if pos == len(contract.INPUT_NAMES):
+        formats["y_format"] = fmt
+    if None in formats.values():
+        return False
+    dims = [_known(d.dims) for d in desc[:len(contract.INPUT_NAMES)]]
+    problem = abi.make_problem(dtype, fields, *dims[:3], dims[_BIAS][0], **formats)
+    return bool(load_library().adnet_dcn_supports(ctypes.byref(problem), pos))
+
+
 def _check_shapes(fields: dict[str, int], x, offset_mask, weight, bias, dtype: str = "float32") -> None:
     """The core's validation on the dims known at this call (-1 = dynamic, skipped)."""
     for name, dims, rank in zip(contract.INPUT_NAMES, (x, offset_mask, weight, bias), (4, 4, 4, 1)):
@@ -109,7 +144,10 @@ def _classes(trt):
 
         def clone(self):
             self._count("clone")
-            return DCNv2StandIn(self.fields, self.phase, self.trace)
+            copy = DCNv2StandIn(self.fields, self.phase, self.trace)
+            if hasattr(self, "configured"):
+                copy.configured = self.configured
+            return copy
 
         def get_output_data_types(self, input_types):
             self._count("get_output_data_types")
@@ -131,13 +169,18 @@ def _classes(trt):
 
         def supports_format_combination(self, pos, in_out, num_inputs):
             self._count("supports_format_combination")
-            desc = in_out[pos].desc
-            return (desc.format == trt.TensorFormat.LINEAR and desc.type in (trt.DataType.FLOAT, trt.DataType.HALF)
-                    and (pos == 0 or desc.type == in_out[0].desc.type))
+            ok = supports(trt, self.fields, pos, in_out)
+            if ok:
+                self.trace[f"format {pos} {in_out[pos].desc.type.name} {in_out[pos].desc.format.name}"] += 1
+            return ok
 
         def configure_plugin(self, inputs, outputs):
             self._count("configure_plugin")
             _check_shapes(self.fields, *[_known(t.desc.dims) for t in inputs])
+            # What TensorRT chose (x, offset_mask, y), for inspection without a GPU.
+            self.configured = tuple((t.desc.type.name, t.desc.format.name) for t in (inputs[_X], inputs[_OFFSET_MASK],
+                                                                                   outputs[0]))
+            self.trace[f"configured {self.configured}"] += 1
 
         def get_workspace_size(self, inputs, outputs):
             self._count("get_workspace_size")
@@ -148,6 +191,8 @@ def _classes(trt):
 
         def get_fields_to_serialize(self):
             self._count("get_fields_to_serialize")
+            # The plugin object the engine keeps is serialised: its last configuration is the one TensorRT chose.
+            self.trace[f"serialized {getattr(self, 'configured', None)}"] += 1
             return _field_collection(trt, self.fields)
 
         def on_shape_change(self, inputs, outputs):

@@ -4,11 +4,19 @@ Used by the GPU test, the kernel benchmark and gpu-check. Loading needs the NVID
 statically), building needs nvcc (make finds it: `find_nvcc`).
 
     lib = load_kernels()
-    forward(lib, x, offset_mask, weight, bias, y, deformable_groups=8, stream=torch.cuda.current_stream())
+    for variant in VARIANTS:                               # ("v1", "v2")
+        forward(lib, x, offset_mask, weight, bias, y, deformable_groups=8, variant=variant,
+                stream=torch.cuda.current_stream())
 
-`forward` takes CUDA tensors with `data_ptr()`, `shape` and `dtype` (torch tensors; float32 or float16, dense
-NCHW) and raises PluginArgumentError with the core's message when the launch is refused, PluginError when CUDA
-fails it.
+`forward` takes CUDA tensors with `data_ptr()`, `shape`, `stride()` and `dtype` (torch tensors; float32 or float16)
+in logical NCHW shape, each either contiguous (dense NCHW) or channels-last (`x.to(memory_format=
+torch.channels_last)`, dense NHWC; weight and bias contiguous). `variant` picks the kernel:
+- "v1": the generic kernel (every shape and dtype; NCHW tensors only), the baseline of the comparison benchmark;
+- "v2": the fast path where it applies: FP16, x channels-last, C/dg a multiple of 8, a 3x3 kernel (offset_mask and y
+  may each be channels-last when their channel count is a multiple of 8); for any other problem the generic kernel;
+- "best" (default): what the TensorRT plugin runs for the same tensors (today the same choice as "v2").
+It raises PluginArgumentError with the core's message when the launch is refused (e.g. v1 on channels-last
+tensors), PluginError when CUDA fails it.
 """
 from __future__ import annotations
 
@@ -20,9 +28,11 @@ from plugins.dcnv2 import abi, build
 from plugins.dcnv2.contract import FIELD_DEFAULTS
 from plugins.dcnv2.errors import PluginArgumentError, PluginError
 
-__all__ = ["KERNELS_LIBRARY", "find_nvcc", "load_kernels", "forward"]
+__all__ = ["KERNELS_LIBRARY", "VARIANTS", "find_nvcc", "load_kernels", "forward", "tensor_format"]
 
 KERNELS_LIBRARY = build.ROOT / "build" / "libadnet_dcn_kernels.so"
+# The kernel variants a benchmark or test can compare (forward's `variant`).
+VARIANTS = ("v1", "v2")
 
 
 def find_nvcc() -> Optional[str]:
@@ -42,14 +52,30 @@ def _dtype_name(tensor: Any) -> str:
     return name
 
 
+def tensor_format(tensor: Any) -> str:
+    """"linear" for a dense NCHW tensor, "channels_last" for a dense NHWC one (by its strides)."""
+    n, c, h, w = tuple(tensor.shape)
+    strides = tuple(tensor.stride())
+    if strides == (c * h * w, h * w, w, 1) or n * c * h * w == 0:
+        return "linear"
+    if strides == (h * w * c, 1, w * c, c):
+        return "channels_last"
+    raise PluginArgumentError(f"AdnetDCNv2: tensors must be dense NCHW or channels-last NHWC, got shape "
+                              f"{tuple(tensor.shape)} with strides {strides}")
+
+
 def forward(lib: ctypes.CDLL, x, offset_mask, weight, bias, y, *, stride: int = FIELD_DEFAULTS["stride"],
             padding: int = FIELD_DEFAULTS["padding"], dilation: int = FIELD_DEFAULTS["dilation"],
-            deformable_groups: int = FIELD_DEFAULTS["deformable_groups"], stream: Any = None) -> None:
-    """Enqueue y = AdnetDCNv2(x, offset_mask, weight, bias) on `stream` (a torch.cuda.Stream, a raw cudaStream_t
-    as int, or None for the legacy default stream). Does not synchronise."""
+            deformable_groups: int = FIELD_DEFAULTS["deformable_groups"], variant: str = "best",
+            stream: Any = None) -> None:
+    """Enqueue y = AdnetDCNv2(x, offset_mask, weight, bias) with the kernel `variant` ("v1", "v2", "best") on
+    `stream` (a torch.cuda.Stream, a raw cudaStream_t as int, or None for the legacy default stream). The formats
+    of x, offset_mask and y follow their strides. Does not synchronise."""
     problem = abi.make_problem(_dtype_name(x), dict(stride=stride, padding=padding, dilation=dilation,
                                                     deformable_groups=deformable_groups),
-                               tuple(x.shape), tuple(offset_mask.shape), tuple(weight.shape), bias.shape[0])
+                               tuple(x.shape), tuple(offset_mask.shape), tuple(weight.shape), bias.shape[0],
+                               x_format=tensor_format(x), offset_mask_format=tensor_format(offset_mask),
+                               y_format=tensor_format(y), variant=variant)
     tensors = abi.Tensors(*(t.data_ptr() for t in (x, offset_mask, weight, bias, y)))
     handle = getattr(stream, "cuda_stream", stream)
     status = lib.adnet_dcn_forward_cuda(ctypes.byref(problem), ctypes.byref(tensors), handle)

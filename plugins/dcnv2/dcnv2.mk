@@ -112,3 +112,24 @@ BENCH_ARGS ?=
 
 bench-kernels: ## GPU: DCN kernel vs im2col+GEMM at ADNet sizes -> benchmarks/results/ (BENCH_PYTHON=cuda torch)
 	$(BENCH_PYTHON) benchmarks/kernels/bench_dcn.py $(BENCH_ARGS)
+
+# ---- static kernel report (CI; no GPU) ------------------------------------------------------------------------
+# cuobjdump and nvdisasm from PyPI (requirements.txt pins nvidia-cuda-cuobjdump / -nvdisasm), else the toolkit's.
+DCN_PYPI_TOOLS = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/nvidia/cu13/bin))
+CUOBJDUMP ?= $(firstword $(wildcard $(DCN_PYPI_TOOLS)/cuobjdump $(CUDA_HOME)/bin/cuobjdump))
+NVDISASM  ?= $(firstword $(wildcard $(DCN_PYPI_TOOLS)/nvdisasm $(CUDA_HOME)/bin/nvdisasm))
+DCN_REPORT_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+DCN_REPORT := $(BUILD)/kernel-report
+
+.PHONY: kernel-report
+
+$(DCN_OBJ)/dcnv2_kernel_probe.o: $(DCN_DIR)/dcnv2_kernel_probe.cu $(DCN_KERNEL_SRC)
+	@mkdir -p $(@D)
+	$(NVCC) $(DCN_NVCCFLAGS) $(DCN_REPORT_GENCODE) -c $< -o $@
+
+kernel-report: $(DCN_OBJ)/dcnv2_kernel.o $(DCN_OBJ)/dcnv2_kernel_probe.o ## Registers, shared memory, spills, occupancy and SASS mix per kernel (sm_80, sm_90) -> build/kernel-report/
+	@if [ -z "$(CUOBJDUMP)" ] || [ -z "$(NVDISASM)" ]; then \
+	  echo "kernel-report: cuobjdump/nvdisasm not found: run make setup (requirements.txt pins" \
+	    "nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm) or install the CUDA toolkit" >&2; exit 2; fi
+	$(DCN_PY) -m plugins.dcnv2.kernel_report --kernels $(DCN_OBJ)/dcnv2_kernel.o \
+	  --probes $(DCN_OBJ)/dcnv2_kernel_probe.o --cuobjdump $(CUOBJDUMP) --nvdisasm $(NVDISASM) --out $(DCN_REPORT)

@@ -13,6 +13,10 @@ namespace {
 constexpr int64_t kUnknown = -1;
 constexpr int64_t kMaxPlane = std::numeric_limits<int32_t>::max();  // int32 indexing inside a plane / row block
 constexpr int64_t kMaxSide = int64_t{1} << 24;                       // float32 positions are exact below 2^24
+// The fast path's segment table (dcnv2_kernel_v2.cuh): C*9/8 entries of 16 bytes in shared memory (18 KB at most),
+// tap positions i*dilation, j*dilation held in 16 bits.
+constexpr int64_t kFastMaxChannels = 1024;
+constexpr int32_t kFastMaxDilation = 16383;
 
 thread_local std::string tLastError;
 
@@ -173,6 +177,13 @@ std::string channelsLastRefusal(Problem const& q, bool requireKnown)
     if (!(q.weight.h == 3 && q.weight.w == 3)) {
         return "channels-last x needs a 3x3 kernel, got " + str(q.weight.h) + "x" + str(q.weight.w);
     }
+    if (q.x.c > kFastMaxChannels) {
+        return "channels-last x needs C <= " + str(kFastMaxChannels) + ", got C = " + str(q.x.c);
+    }
+    if (q.params.dilation > kFastMaxDilation) {
+        return "channels-last x needs dilation <= " + str(kFastMaxDilation) + ", got "
+               + str(q.params.dilation);
+    }
     return {};
 }
 
@@ -287,6 +298,14 @@ std::string validate(Problem const& q)
         if (known(q.hw) && known(x.c) && q.hw * x.c > kMaxPlane) {
             return pre + "channels-last input " + str(x.h) + "x" + str(x.w) + "x" + str(x.c)
                    + " has more than 2^31-1 elements per image";
+        }
+        if (known(q.howo) && known(offsetMask.c) && q.howo * offsetMask.c > kMaxPlane) {
+            return pre + "offset_mask_logits " + str(offsetMask.c) + "x" + str(ho) + "x" + str(wo)
+                   + " has more than 2^31-1 elements per image (32-bit offsets of the fast path)";
+        }
+        if (known(q.howo) && known(offsetMask.c) && q.howo * offsetMask.c > kMaxPlane) {
+            return pre + "offset_mask_logits " + dimsText(offsetMask)
+                   + " has more than 2^31-1 elements per image (the fast path's limit)";
         }
     } else if (q.offsetMaskFormat == kChannelsLast || q.yFormat == kChannelsLast) {
         return pre + "channels-last offset_mask_logits or y need channels-last x (the fast path)";

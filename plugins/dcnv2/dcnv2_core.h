@@ -59,8 +59,8 @@ enum class DataType : int32_t { kFloat32 = 0, kFloat16 = 1 };
 
 // Memory formats of x, offset_mask and y (see AdnetDcnProblem).
 enum class Format : int32_t { kLinear = 0, kChannelsLast = 1 };
-// Kernel choice (see AdnetDcnProblem): the fast path (v2) needs FP16, channels-last x, C/dg a multiple of 8 and a
-// 3x3 kernel; everything else runs the generic kernel, which is v1.
+// Kernel choice (see AdnetDcnProblem): the fast path (v2) needs FP16, channels-last x, C/dg a multiple of 8, a
+// 3x3 kernel, C <= 1024 and dilation <= 16383; everything else runs the generic kernel, which is v1.
 enum class Variant : int32_t { kBest = 0, kV1 = 1, kV2 = 2 };
 constexpr int32_t kChannelsLastVector = 8;  // channels per 128-bit FP16 vector
 
@@ -103,7 +103,7 @@ std::string validate(Problem const& problem);
 
 // Whether the op serves input `position` (0-3 inputs in contract order, 4 = y) in the format and type the problem
 // gives it, knowing only the formats of positions before it (TensorRT asks in position order): linear FP32/FP16
-// everywhere; channels-last FP16 for x when C/dg is a multiple of 8 and the kernel 3x3 (the fast path), and for
+// everywhere; channels-last FP16 for x where the fast path serves the problem (see Variant), and for
 // offset_mask / y when x is channels-last and their channel count is a multiple of 8.
 bool formatSupported(Problem const& problem, int32_t position);
 
@@ -142,6 +142,13 @@ int32_t adnet_dcn_forward_cuda(AdnetDcnProblem const* problem, AdnetDcnTensors c
 // The CPU twin: the same sampling math (shared __host__ __device__ code), the same rounding points for FP16.
 // Host pointers. Return 0 on success, -1 for invalid arguments.
 int32_t adnet_dcn_forward_cpu(AdnetDcnProblem const* problem, AdnetDcnTensors const* tensors);
+
+// CUDA kernels library only (host code, no device needed): the fast path's dynamic shared memory per block in
+// bytes for `problem`, the weights resident when the block then fits `resident_budget` bytes (the launcher passes
+// what keeps two blocks per SM); *resident_weights is set to 1 or 0. -1 with the message in adnet_dcn_last_error()
+// when the problem is invalid, has unknown dims or is not a fast-path problem.
+int64_t adnet_dcn_fast_shared_bytes(AdnetDcnProblem const* problem, int64_t resident_budget,
+                                    int32_t* resident_weights);
 
 // Message of the last failed call on this thread (validation text), "" if none.
 char const* adnet_dcn_last_error(void);

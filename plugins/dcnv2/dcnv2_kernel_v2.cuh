@@ -9,12 +9,16 @@
 // - Column tile [pixel][row] (rows contiguous: the MMA's B operand in column-major order), 128 pixels x 64 rows per
 //   pipeline step, double-buffered: while some warps multiply step s, the others already gather step s+1; one
 //   __syncthreads per step.
-// - Weights, permuted to the tap-major order, stay in dynamic shared memory for the block's life where they fit
-//   (ADNet: 64 x 576 halves = 73.7 KB + 36.9 KB of column buffers = 109 KB: 2 blocks per SM on sm_90); else they are
-//   streamed per step next to the columns (double-buffered likewise). Blocks are persistent: each walks pixel tiles
-//   blockIdx.x, blockIdx.x + gridDim.x, ..., so the weights are read from L2 once per block, not once per tile.
+// - Weights, permuted to the tap-major order, stay in dynamic shared memory for the block's life where two blocks
+//   per SM still fit (ADNet: 64 x 584 halves = 74.8 KB + 36.9 KB of column buffers + 1.2 KB of segment table =
+//   110 KB: resident on sm_90's 228 KB, not on sm_80's 164 KB); else they are streamed per step next to the columns
+//   (double-buffered likewise). Blocks are persistent: each walks pixel tiles blockIdx.x, blockIdx.x + gridDim.x,
+//   ..., so resident weights are read from L2 once per block, not once per tile.
+// - What a segment reads (its channels, the element offsets of its dy and mask logit, its tap's position) comes from
+//   a table built once per block in shared memory: no integer division in the gather.
 // - Work is balanced: every thread owns one pixel and gathers the same number of segments per step.
-// - 32-bit index math inside an image (validate() bounds H*W*C below 2^31), 64-bit only for the image base.
+// - 32-bit index math inside an image (validate() bounds H*W*C and the offsets' 27*dg*Ho*Wo below 2^31 for this
+//   path), 64-bit only for the image and pixel bases.
 // - Sampling positions, bilinear weights, the sigmoid and the interpolation are FP32 (dcnv2_sampling.h, shared with
 //   the twin); column values are rounded to binary16 where they are stored; the tensor cores accumulate in FP32.
 //
@@ -58,6 +62,15 @@ struct Config {
     static_assert(kBufferBytes % 128 == 0, "buffers stay 128-byte aligned");
 };
 
+// One segment of the reduction (8 rows: 8 channels of one deformable group at one tap), as the gather needs it.
+struct Segment {
+    int32_t channel;    // first channel in x's pixel vector, (g*cg8 + c8)*8; -1 past the rows (zero padding)
+    int32_t offsetY;    // element offset of the tap's dy in the pixel's offsets; dx is one channel further
+    int32_t maskLogit;  // element offset of the tap's mask logit
+    int32_t tap;        // (i*dilation) << 16 | (j*dilation & 0xffff): the tap's position relative to the pixel's
+};
+static_assert(sizeof(Segment) == 16, "one 128-bit shared-memory load per segment");
+
 struct Args {
     __half const* x;
     __half const* offsetMask;
@@ -73,6 +86,7 @@ struct Args {
     int32_t ldA;             // halves per output channel of a weight buffer
     int32_t residentWeights; // 1: all steps' weights in shared memory for the block's life
     int32_t omLast, yLast;   // offset_mask / y channels-last
+    int32_t omStride;        // elements between two channels of a pixel's offsets (1 channels-last, Ho*Wo linear)
 };
 
 __device__ __forceinline__ unsigned char* dynamicSharedMemory()
@@ -181,38 +195,51 @@ __device__ PixelState pixelState(Args const& a, int tile, int px)
     int32_t const oh = plane / a.wo;
     int32_t const ow = plane - oh * a.wo;
     s.image = a.x + batch * a.hw * int64_t{a.c};
-    if (a.omLast) {
-        s.om = a.offsetMask + (s.active ? s.pixel : 0) * a.omChannels;
-        s.omStride = 1;
-    } else {
-        s.om = a.offsetMask + batch * a.omChannels * int64_t{a.howo} + plane;
-        s.omStride = a.howo;
-    }
+    s.om = a.omLast ? a.offsetMask + (s.active ? s.pixel : 0) * a.omChannels
+                    : a.offsetMask + batch * a.omChannels * int64_t{a.howo} + plane;
+    s.omStride = a.omStride;
     s.baseY = oh * a.stride - a.padding;
     s.baseX = ow * a.stride - a.padding;
     return s;
 }
 
-// Segment `segment` (8 rows) of this pixel: one sampling, four 128-bit corner loads, one 128-bit shared store.
-__device__ __forceinline__ void gatherSegment(Args const& a, PixelState const& s, int segment, __half* dst)
+// The segment table (steps * kSegments entries, zero padding past the rows), built by the whole block.
+__device__ void buildSegments(Args const& a, Segment* table)
+{
+#pragma unroll 1
+    for (int e = threadIdx.x; e < a.steps * Config::kSegments; e += Config::kThreads) {
+        Segment seg{-1, 0, 0, 0};
+        if (e * Config::kVector < a.rows) {
+            int const gk = e / a.cg8;  // (group, tap)
+            int const c8 = e - gk * a.cg8;
+            int const g = gk / Config::kTaps;
+            int const k = gk - g * Config::kTaps;
+            int const i = k / Config::kKw;
+            int const j = k - i * Config::kKw;
+            seg.channel = (g * a.cg8 + c8) * Config::kVector;
+            seg.offsetY = (g * 2 * Config::kTaps + 2 * k) * a.omStride;
+            seg.maskLogit = ((2 * a.dg + g) * Config::kTaps + k) * a.omStride;
+            seg.tap = static_cast<int32_t>((static_cast<uint32_t>(i * a.dilation) << 16)
+                                           | (static_cast<uint32_t>(j * a.dilation) & 0xffffu));
+        }
+        table[e] = seg;
+    }
+}
+
+// One segment (8 rows) of this pixel: one sampling, four 128-bit corner loads, one 128-bit shared store.
+__device__ __forceinline__ void gatherSegment(Args const& a, PixelState const& s, Segment const seg, __half* dst)
 {
     uint4 out = make_uint4(0u, 0u, 0u, 0u);
-    if (s.active && segment * Config::kVector < a.rows) {
-        int const gk = a.cg8 == 1 ? segment : segment / a.cg8;
-        int const c8 = segment - gk * a.cg8;
-        int const g = gk / Config::kTaps;
-        int const k = gk - g * Config::kTaps;
-        int const i = k / Config::kKw;
-        int const j = k - i * Config::kKw;
-        int const offsetChannel = g * 2 * Config::kTaps + 2 * k;
-        float const dy = dcnLoad(s.om + offsetChannel * s.omStride);
-        float const dx = dcnLoad(s.om + (offsetChannel + 1) * s.omStride);
-        float const logit = dcnLoad(s.om + ((2 * a.dg + g) * Config::kTaps + k) * s.omStride);
-        DcnTap const tap = dcnBilinearTap(static_cast<float>(s.baseY + i * a.dilation) + dy,
-                                          static_cast<float>(s.baseX + j * a.dilation) + dx, a.h, a.w,
-                                          dcnSigmoid(logit));
+    if (s.active && seg.channel >= 0) {
+        float const dy = dcnLoad(s.om + seg.offsetY);
+        float const dx = dcnLoad(s.om + seg.offsetY + s.omStride);
+        float const logit = dcnLoad(s.om + seg.maskLogit);
+        int32_t const tapY = seg.tap >> 16;                            // arithmetic shift: i*dilation
+        int32_t const tapX = static_cast<int16_t>(seg.tap & 0xffff);  // sign-extended: j*dilation
+        DcnTap const tap = dcnBilinearTap(static_cast<float>(s.baseY + tapY) + dy,
+                                          static_cast<float>(s.baseX + tapX) + dx, a.h, a.w, dcnSigmoid(logit));
         if (tap.valid != 0u) {  // the twin's dcnModulatedSample returns 0 for a sample outside the image
-            __half const* const base = s.image + (g * a.cg8 + c8) * Config::kVector;
+            __half const* const base = s.image + seg.channel;
             uint4 const zero = make_uint4(0u, 0u, 0u, 0u);
             uint4 const v00 = (tap.valid & 1u) ? load128(base + tap.index * a.c) : zero;
             uint4 const v01 = (tap.valid & 2u) ? load128(base + (tap.index + 1) * a.c) : zero;
@@ -280,10 +307,20 @@ struct Accumulator {
     }
 };
 
-// Shared memory: the weight region, then two column buffers (the epilogue's FP32 tile reuses them).
+// Shared memory: the weight region, two column buffers (the epilogue's FP32 tile reuses them), the segment table.
 __host__ __device__ inline size_t weightBytes(Args const& a)
 {
     return size_t{Config::kBM} * a.ldA * sizeof(__half) * (a.residentWeights ? 1 : 2);
+}
+
+__host__ __device__ inline size_t segmentBytes(Args const& a)
+{
+    return size_t{Config::kSegments} * a.steps * sizeof(Segment);
+}
+
+__host__ __device__ inline size_t sharedBytes(Args const& a)
+{
+    return weightBytes(a) + Config::kColumnBytes + segmentBytes(a);
 }
 
 __global__ void __launch_bounds__(Config::kThreads, 2) dcnFastKernel(Args const a)
@@ -293,6 +330,7 @@ __global__ void __launch_bounds__(Config::kThreads, 2) dcnFastKernel(Args const 
     __half* const as = reinterpret_cast<__half*>(smem);
     __half* const bs = reinterpret_cast<__half*>(smem + aBytes);
     float* const cs = reinterpret_cast<float*>(smem + aBytes);
+    Segment* const segments = reinterpret_cast<Segment*>(smem + aBytes + Config::kColumnBytes);
     size_t const aBuffer = size_t{Config::kBM} * a.ldA;  // halves per streamed weight buffer
 
     int const tid = threadIdx.x;
@@ -303,6 +341,8 @@ __global__ void __launch_bounds__(Config::kThreads, 2) dcnFastKernel(Args const 
     if (a.residentWeights) {
         loadAllWeights(a, as, co0);
     }
+    buildSegments(a, segments);
+    __syncthreads();  // the first gather reads the table
     constexpr size_t kBufferHalves = Config::kBufferBytes / sizeof(__half);
 
     for (int tile = blockIdx.x; tile < a.tiles; tile += gridDim.x) {
@@ -318,7 +358,7 @@ __global__ void __launch_bounds__(Config::kThreads, 2) dcnFastKernel(Args const 
 #pragma unroll 2
                 for (int n = 0; n < Config::kSegments / Config::kPhases; ++n) {
                     int const seg = phase + n * Config::kPhases;
-                    gatherSegment(a, s, next * Config::kSegments + seg,
+                    gatherSegment(a, s, segments[next * Config::kSegments + seg],
                                   buffer + px * Config::kLdB + seg * Config::kVector);
                 }
                 if (!a.residentWeights) {
@@ -371,9 +411,10 @@ struct LaunchPlan {
     size_t sharedBytes;
 };
 
-// Kernel arguments for a validated fast-path problem. Weights stay resident when both regions fit `sharedLimit`
-// bytes; at most `maxBlocksX` persistent blocks per output-channel tile.
-inline LaunchPlan makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t, size_t sharedLimit, int64_t maxBlocksX)
+// Kernel arguments for a validated fast-path problem. Weights stay resident when the block's shared memory then
+// fits `residentBudget` bytes (the launcher passes what keeps two blocks per SM); else they are streamed. At most
+// `maxBlocksX` persistent blocks per output-channel tile.
+inline LaunchPlan makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t, size_t residentBudget, int64_t maxBlocksX)
 {
     LaunchPlan plan{};
     Args& a = plan.args;
@@ -403,13 +444,14 @@ inline LaunchPlan makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t, siz
     a.steps = (a.rows + Config::kStepRows - 1) / Config::kStepRows;
     a.omLast = q.offsetMaskFormat == static_cast<int32_t>(Format::kChannelsLast);
     a.yLast = q.yFormat == static_cast<int32_t>(Format::kChannelsLast);
+    a.omStride = a.omLast ? 1 : a.howo;
     a.residentWeights = 1;
     a.ldA = a.steps * Config::kStepRows + 8;
-    if (weightBytes(a) + Config::kColumnBytes > sharedLimit) {
+    if (sharedBytes(a) > residentBudget) {
         a.residentWeights = 0;
         a.ldA = Config::kStepRows + 8;
     }
-    plan.sharedBytes = weightBytes(a) + Config::kColumnBytes;
+    plan.sharedBytes = sharedBytes(a);
     plan.blocksX = tiles < maxBlocksX ? tiles : maxBlocksX;
     plan.blocksY = (int64_t{a.cout} + Config::kBM - 1) / Config::kBM;
     return plan;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 namespace adnet {
 namespace trt {
@@ -108,36 +109,63 @@ dcn::Dims4 dims4(nvinfer1::Dims const& dims)
 }
 
 using InputDims = std::array<nvinfer1::Dims, dcn::kNumInputs>;
+constexpr int32_t kOutput = dcn::kNumInputs;  // y's position in supportsFormatCombination
 
-InputDims inputDims(PluginTensorDesc const* in)
+// The core's format for a TensorRT format: channel-last FP16 (kHWC8, and kHWC, which is the same memory when C is a
+// multiple of 8, as the core requires) or linear; -1 for anything else.
+int32_t coreFormat(nvinfer1::TensorFormat format)
 {
-    InputDims dims{};
-    for (int32_t i = 0; i < dcn::kNumInputs; ++i)
+    switch (format)
     {
-        dims[i] = in[i].dims;
+    case nvinfer1::TensorFormat::kLINEAR: return static_cast<int32_t>(dcn::Format::kLinear);
+    case nvinfer1::TensorFormat::kHWC8:
+    case nvinfer1::TensorFormat::kHWC: return static_cast<int32_t>(dcn::Format::kChannelsLast);
+    default: return -1;
     }
-    return dims;
 }
 
-InputDims inputDims(DynamicPluginTensorDesc const* in)
-{
-    InputDims dims{};
-    for (int32_t i = 0; i < dcn::kNumInputs; ++i)
-    {
-        dims[i] = in[i].desc.dims;
-    }
-    return dims;
-}
-
-// The core's problem for these dims (-1 where unknown) and this type; checks the ranks first.
-dcn::Problem problemOf(dcn::Params const& params, DataType type, InputDims const& dims)
+// The core's problem for these dims (-1 where unknown), this type and these formats (x, offset_mask, y); checks the
+// ranks first.
+dcn::Problem problemOf(dcn::Params const& params, DataType type, InputDims const& dims,
+                       std::array<int32_t, 3> const& formats = {0, 0, 0})
 {
     for (int32_t i = 0; i < dcn::kNumInputs; ++i)
     {
         requireRank(dims[i], i);
     }
-    return dcn::makeProblem(params, coreDataType(type), dims4(dims[kX]), dims4(dims[kOffsetMask]),
-                            dims4(dims[kWeight]), dims[kBias].d[0]);
+    dcn::Problem problem = dcn::makeProblem(params, coreDataType(type), dims4(dims[kX]), dims4(dims[kOffsetMask]),
+                                            dims4(dims[kWeight]), dims[kBias].d[0]);
+    problem.xFormat = formats[0];
+    problem.offsetMaskFormat = formats[1];
+    problem.yFormat = formats[2];
+    return problem;
+}
+
+template <typename Desc>
+nvinfer1::PluginTensorDesc const& plain(Desc const& d)
+{
+    if constexpr (std::is_same_v<Desc, DynamicPluginTensorDesc>)
+    {
+        return d.desc;
+    }
+    else
+    {
+        return d;
+    }
+}
+
+// The problem of a configured or running plugin: dims, type and formats from the tensor descriptions.
+template <typename Desc>
+dcn::Problem problemOf(dcn::Params const& params, Desc const* in, Desc const* out)
+{
+    InputDims dims{};
+    for (int32_t i = 0; i < dcn::kNumInputs; ++i)
+    {
+        dims[i] = plain(in[i]).dims;
+    }
+    return problemOf(params, plain(in[kX]).type, dims,
+                     {coreFormat(plain(in[kX]).format), coreFormat(plain(in[kOffsetMask]).format),
+                      coreFormat(plain(out[0]).format)});
 }
 
 class DCNv2Plugin final : public PluginBase<DCNv2Plugin>
@@ -208,19 +236,44 @@ public:
         out[0].d[3] = in[kOffsetMask].d[3];
     }
 
-    // Dense NCHW; all four inputs and the output FP32, or all FP16 (FP32 accumulation inside the kernel).
+    // All four inputs and the output FP32, or all FP16. Linear everywhere; FP16 channel-last (kHWC8 / kHWC) for x
+    // when the fast path serves the problem, then also for offset_mask and y (the core's formatSupported), so that
+    // TensorRT needs no reformat next to the plugin whichever format its FP16 neighbours pick. TensorRT asks in
+    // position order: only the types and formats of positions up to `pos` are decided.
     bool supports(int32_t pos, DynamicPluginTensorDesc const* inOut) const
     {
         PluginTensorDesc const& desc = inOut[pos].desc;
-        return desc.format == nvinfer1::TensorFormat::kLINEAR && supportedType(desc.type)
-            && (pos == 0 || desc.type == inOut[0].desc.type);
+        if (!supportedType(desc.type) || (pos > 0 && desc.type != inOut[0].desc.type) || coreFormat(desc.format) < 0)
+        {
+            return false;
+        }
+        if ((pos == kWeight || pos == kBias) && desc.format != nvinfer1::TensorFormat::kLINEAR)
+        {
+            return false;
+        }
+        InputDims dims{};
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            dims[i] = inOut[i].desc.dims;
+        }
+        std::array<int32_t, 3> formats{0, 0, 0};
+        formats[0] = coreFormat(inOut[kX].desc.format);
+        if (pos >= kOffsetMask)
+        {
+            formats[1] = coreFormat(inOut[kOffsetMask].desc.format);
+        }
+        if (pos == kOutput)
+        {
+            formats[2] = coreFormat(desc.format);
+        }
+        return dcn::formatSupported(problemOf(mParams, inOut[kX].desc.type, dims, formats), pos);
     }
 
     // Build time: dims may still hold -1 (dynamic B/H/W); the core skips the checks that need them, and
     // shapeChange repeats the check with real dims.
-    void configure(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const*)
+    void configure(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const* out)
     {
-        requireValid(problemOf(mParams, in[kX].desc.type, inputDims(in)));
+        requireValid(problemOf(mParams, in, out));
     }
 
     // The kernels need no scratch memory: the implicit GEMM keeps its columns in shared memory.
@@ -229,15 +282,15 @@ public:
         return 0;
     }
 
-    void shapeChange(PluginTensorDesc const* in, PluginTensorDesc const*)
+    void shapeChange(PluginTensorDesc const* in, PluginTensorDesc const* out)
     {
-        requireValid(problemOf(mParams, in[kX].type, inputDims(in)));
+        requireValid(problemOf(mParams, in, out));
     }
 
-    void execute(PluginTensorDesc const* inDesc, PluginTensorDesc const*, void const* const* in, void* const* out,
-                 void*, cudaStream_t stream) const
+    void execute(PluginTensorDesc const* inDesc, PluginTensorDesc const* outDesc, void const* const* in,
+                 void* const* out, void*, cudaStream_t stream) const
     {
-        dcn::Problem const problem = problemOf(mParams, inDesc[kX].type, inputDims(inDesc));
+        dcn::Problem const problem = problemOf(mParams, inDesc, outDesc);
         AdnetDcnTensors const tensors{in[kX], in[kOffsetMask], in[kWeight], in[kBias], out[0]};
         std::string const error = dcn::validateLaunch(problem, tensors);
         ADNET_REQUIRE(error.empty(), error);

@@ -429,3 +429,55 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     with pytest.raises(PluginBuildError, match="C\\+\\+ compiler 'no-such-compiler-for-adnet' not found"):
         build.make("twin", BUILD=str(tmp_path), CXX="no-such-compiler-for-adnet")
     assert issubclass(PluginBuildError, RuntimeError)
+
+
+# ---- formats and kernel variants (what the adapters advertise; the fast path's preconditions) -----------------------
+
+def _problem(dtype="float16", c=64, dg=8, k=3, cout=64, **formats):
+    om = 3 * dg * k * k
+    return abi.make_problem(dtype, dict(deformable_groups=dg), (1, c, 20, 30), (1, om, 20, 30), (cout, c, k, k), cout,
+                            **formats)
+
+
+def supported(position, **kwargs):
+    return load_library().adnet_dcn_supports(ctypes.byref(_problem(**kwargs)), position) == 1
+
+
+def test_channels_last_is_offered_where_the_fast_path_serves():
+    last = "channels_last"
+    assert supported(0) and supported(0, dtype="float32")  # linear: always
+    assert supported(0, x_format=last)  # ADNet: FP16, C/dg = 8, 3x3
+    assert not supported(0, x_format=last, dtype="float32")
+    assert not supported(0, x_format=last, c=12, dg=1)  # C/dg = 12
+    assert not supported(0, x_format=last, c=64, dg=16)  # C/dg = 4
+    assert not supported(0, x_format=last, k=5)
+    assert supported(1, x_format=last, offset_mask_format=last)  # 216 offset channels
+    assert not supported(1, x_format=last, offset_mask_format=last, c=64, dg=2)  # 54
+    assert not supported(1, offset_mask_format=last)  # needs channels-last x
+    assert supported(4, x_format=last, y_format=last) and not supported(4, x_format=last, y_format=last, cout=70)
+    assert not supported(4, y_format=last)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x_format="channels_last", variant="v1"), "the v1 kernel reads NCHW only"),
+    (dict(x_format="channels_last", dtype="float32"), "channels-last tensors must be float16"),
+    (dict(x_format="channels_last", c=12, dg=1), "C/deformable_groups a multiple of 8"),
+    (dict(y_format="channels_last"), "need channels-last x"),
+    (dict(x_format="channels_last", offset_mask_format="channels_last", dg=2), "needs a multiple of 8 channels"),
+])
+def test_format_and_variant_errors_name_the_fix(kwargs, match):
+    lib = load_library()
+    assert lib.adnet_dcn_check(ctypes.byref(_problem(**kwargs))) == -1
+    assert match in lib.adnet_dcn_last_error().decode()
+    assert lib.adnet_dcn_check(ctypes.byref(_problem(x_format="channels_last", variant="v2"))) == 0
+
+
+def test_cuda_binding_reads_formats_from_strides_and_lists_the_variants():
+    from plugins.dcnv2 import cuda
+
+    assert cuda.VARIANTS == ("v1", "v2")
+    x = torch.zeros(2, 16, 5, 7)
+    assert cuda.tensor_format(x) == "linear"
+    assert cuda.tensor_format(x.to(memory_format=torch.channels_last)) == "channels_last"
+    with pytest.raises(ValueError, match="dense NCHW or channels-last"):
+        cuda.tensor_format(x[:, :, :, ::2])
