@@ -33,6 +33,7 @@
 #include <cuda_fp16.h>
 
 #include "dcnv2_core.h"
+#include "dcnv2_kernel.cuh"
 #include "dcnv2_sampling.h"
 
 #if defined(ADNET_DCN_HOST_EMULATION)
@@ -79,7 +80,7 @@ struct Args {
     __half* y;
     int64_t pixels;  // B * Ho * Wo
     int32_t tiles;   // pixel tiles of kBN
-    int32_t c, h, w, hw, cout, wo, howo, dg, cg, cg8, omChannels;
+    int32_t c, h, w, hw, wc, cout, wo, howo, dg, cg, cg8, omChannels;  // wc = W*C: one image row
     int32_t stride, padding, dilation;
     int32_t rows;            // reduction rows C*9
     int32_t steps;           // pipeline steps of kStepRows
@@ -239,12 +240,17 @@ __device__ __forceinline__ void gatherSegment(Args const& a, PixelState const& s
         DcnTap const tap = dcnBilinearTap(static_cast<float>(s.baseY + tapY) + dy,
                                           static_cast<float>(s.baseX + tapX) + dx, a.h, a.w, dcnSigmoid(logit));
         if (tap.valid != 0u) {  // the twin's dcnModulatedSample returns 0 for a sample outside the image
+            // Corner offsets in 32 bits from one 64-bit base: top-left, + one pixel (C), + one row (W*C). Unsigned:
+            // a corner that is read lies inside the image (offset >= 0), and a zero-extended offset costs one
+            // instruction per address, a sign-extended one three.
             __half const* const base = s.image + seg.channel;
+            uint32_t const top = static_cast<uint32_t>(tap.index) * static_cast<uint32_t>(a.c);
+            uint32_t const bottom = top + static_cast<uint32_t>(a.wc);
             uint4 const zero = make_uint4(0u, 0u, 0u, 0u);
-            uint4 const v00 = (tap.valid & 1u) ? load128(base + tap.index * a.c) : zero;
-            uint4 const v01 = (tap.valid & 2u) ? load128(base + (tap.index + 1) * a.c) : zero;
-            uint4 const v10 = (tap.valid & 4u) ? load128(base + (tap.index + a.w) * a.c) : zero;
-            uint4 const v11 = (tap.valid & 8u) ? load128(base + (tap.index + a.w + 1) * a.c) : zero;
+            uint4 const v00 = (tap.valid & 1u) ? load128(base + top) : zero;
+            uint4 const v01 = (tap.valid & 2u) ? load128(base + (top + static_cast<uint32_t>(a.c))) : zero;
+            uint4 const v10 = (tap.valid & 4u) ? load128(base + bottom) : zero;
+            uint4 const v11 = (tap.valid & 8u) ? load128(base + (bottom + static_cast<uint32_t>(a.c))) : zero;
             float v[Config::kVector];
 #pragma unroll
             for (int e = 0; e < Config::kVector; ++e) {
@@ -259,18 +265,12 @@ __device__ __forceinline__ void gatherSegment(Args const& a, PixelState const& s
     *reinterpret_cast<uint4*>(dst) = out;
 }
 
-// FP16 tensor cores, FP32 accumulation. Warp (wm, wn) owns channels [32 wm, +32) x pixels [32 wn, +32).
-struct Accumulator {
-    static_assert(Config::kBM == 2 * 32 && Config::kBN == 4 * 32 && Config::kThreads == 8 * 32, "2 x 4 warps");
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> frag[2][2];
-
-    __device__ void zero()
-    {
-#pragma unroll
-        for (int i = 0; i < 2; ++i)
-#pragma unroll
-            for (int j = 0; j < 2; ++j) nvcuda::wmma::fill_fragment(frag[i][j], 0.f);
-    }
+// FP16 tensor cores, FP32 accumulation, the generic kernel's fragments (2 x 4 warps of 32 x 32, zero, store into
+// the [kBM][kLdC] epilogue tile); only the B operand differs: the column buffer is [pixel][row] (column-major).
+struct Accumulator : detail::Accumulator<__half> {
+    static_assert(Config::kBM == detail::TileConfig<__half>::kBM && Config::kBN == detail::TileConfig<__half>::kBN
+                      && Config::kLdC == detail::TileConfig<__half>::kLdC && Config::kThreads == 8 * 32,
+                  "the same warp tiling and epilogue tile as the generic FP16 kernel");
 
     // acc += A[:, step rows] x B (the column buffer, [pixel][row]).
     __device__ void multiply(__half const* as, int ldA, __half const* bs)
@@ -292,18 +292,6 @@ struct Accumulator {
 #pragma unroll
                 for (int j = 0; j < 2; ++j) wmma::mma_sync(frag[i][j], fa[i], fb[j], frag[i][j]);
         }
-    }
-
-    __device__ void store(float* cs) const
-    {
-        int const warp = threadIdx.x / 32;
-        float* cWarp = cs + (warp / 4) * 32 * Config::kLdC + (warp % 4) * 32;
-#pragma unroll
-        for (int i = 0; i < 2; ++i)
-#pragma unroll
-            for (int j = 0; j < 2; ++j)
-                nvcuda::wmma::store_matrix_sync(cWarp + i * 16 * Config::kLdC + j * 16, frag[i][j], Config::kLdC,
-                                                nvcuda::wmma::mem_row_major);
     }
 };
 
@@ -430,6 +418,7 @@ inline LaunchPlan makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t, siz
     a.h = static_cast<int32_t>(q.x.h);
     a.w = static_cast<int32_t>(q.x.w);
     a.hw = static_cast<int32_t>(q.hw);
+    a.wc = a.w * a.c;
     a.cout = static_cast<int32_t>(q.weight.n);
     a.wo = static_cast<int32_t>(q.y.w);
     a.howo = static_cast<int32_t>(q.howo);

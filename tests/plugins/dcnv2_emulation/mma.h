@@ -69,22 +69,16 @@ void fill_fragment(fragment<accumulator, M, N, K, float>& f, float const& v)
     for (auto& e : f.x) e = 0;
 }
 
-template <typename Use, int M, int N, int K, typename T>
-void load_matrix_sync(fragment<Use, M, N, K, T, row_major>& f, T const* p, unsigned ldm)
+// Row-major or column-major operands; the fragment holds the tile row-major either way.
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, T const* p, unsigned ldm)
 {
-    using F = fragment<Use, M, N, K, T, row_major>;
+    using F = fragment<Use, M, N, K, T, Layout>;
+    static_assert(std::is_same<Layout, row_major>::value || std::is_same<Layout, col_major>::value, "operand layout");
+    constexpr bool kColumnMajor = std::is_same<Layout, col_major>::value;
     checkOperand(p, ldm);
     for (int r = 0; r < F::kRows; ++r)
-        for (int c = 0; c < F::kCols; ++c) f.x[r * F::kCols + c] = p[r * ldm + c];
-}
-
-template <typename Use, int M, int N, int K, typename T>
-void load_matrix_sync(fragment<Use, M, N, K, T, col_major>& f, T const* p, unsigned ldm)
-{
-    using F = fragment<Use, M, N, K, T, col_major>;
-    checkOperand(p, ldm);
-    for (int r = 0; r < F::kRows; ++r)
-        for (int c = 0; c < F::kCols; ++c) f.x[r * F::kCols + c] = p[c * ldm + r];
+        for (int c = 0; c < F::kCols; ++c) f.x[r * F::kCols + c] = kColumnMajor ? p[c * ldm + r] : p[r * ldm + c];
 }
 
 template <int M, int N, int K, typename LayoutB>
