@@ -48,6 +48,9 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
             fn = getattr(lib, name)
             fn.argtypes = [problem, tensors] + ([ctypes.c_void_p] if name.endswith("cuda") else [])
             fn.restype = i32
+    if hasattr(lib, "adnet_dcn_fast_shared_bytes"):  # the kernels library's launch planner
+        lib.adnet_dcn_fast_shared_bytes.argtypes = [problem, i64, ctypes.POINTER(i32)]
+        lib.adnet_dcn_fast_shared_bytes.restype = i64
     lib.adnet_dcn_last_error.argtypes = []
     lib.adnet_dcn_last_error.restype = ctypes.c_char_p
     lib.adnet_dcn_check.argtypes = [problem]

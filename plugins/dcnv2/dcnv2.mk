@@ -121,15 +121,19 @@ NVDISASM  ?= $(firstword $(wildcard $(DCN_PYPI_TOOLS)/nvdisasm $(CUDA_HOME)/bin/
 DCN_REPORT_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 DCN_REPORT := $(BUILD)/kernel-report
 
-.PHONY: kernel-report
+.PHONY: kernel-report check-report-tools
 
 $(DCN_OBJ)/dcnv2_kernel_probe.o: $(DCN_DIR)/dcnv2_kernel_probe.cu $(DCN_KERNEL_SRC)
 	@mkdir -p $(@D)
 	$(NVCC) $(DCN_NVCCFLAGS) $(DCN_REPORT_GENCODE) -c $< -o $@
 
-kernel-report: $(DCN_OBJ)/dcnv2_kernel.o $(DCN_OBJ)/dcnv2_kernel_probe.o ## Registers, shared memory, spills, occupancy and SASS mix per kernel (sm_80, sm_90) -> build/kernel-report/
+check-report-tools:
 	@if [ -z "$(CUOBJDUMP)" ] || [ -z "$(NVDISASM)" ]; then \
 	  echo "kernel-report: cuobjdump/nvdisasm not found: run make setup (requirements.txt pins" \
 	    "nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm) or install the CUDA toolkit" >&2; exit 2; fi
+
+# The tools are checked first (before any compile); the planner's numbers come from the kernels library itself.
+kernel-report: check-report-tools $(DCN_OBJ)/dcnv2_kernel.o $(DCN_OBJ)/dcnv2_kernel_probe.o $(KERNELS_LIB) ## Registers, shared memory, spills, occupancy and the gather's SASS mix (sm_80, sm_90) -> build/kernel-report/
 	$(DCN_PY) -m plugins.dcnv2.kernel_report --kernels $(DCN_OBJ)/dcnv2_kernel.o \
-	  --probes $(DCN_OBJ)/dcnv2_kernel_probe.o --cuobjdump $(CUOBJDUMP) --nvdisasm $(NVDISASM) --out $(DCN_REPORT)
+	  --probes $(DCN_OBJ)/dcnv2_kernel_probe.o --library $(KERNELS_LIB) --cuobjdump $(CUOBJDUMP) \
+	  --nvdisasm $(NVDISASM) --out $(DCN_REPORT)
