@@ -9,6 +9,7 @@ in a fresh interpreter: TensorRT's plugin registry is process-wide.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -130,6 +131,33 @@ def test_load_library_then_dlopen_keeps_one_creator(plugin_library):
         print(handle is not None, found(), creators())
     """, plugin_library)
     assert out == "True True 1"
+
+
+def test_real_plugin_gets_channel_last_fp16_io_in_a_cpu_build(plugin_library, tmp_path):
+    """The C++ adapter's supportsFormatCombination in a TensorRT-RTX build (CPU, no GPU): FP16 convolutions around
+    the plugin hand it x, the offsets and the output channel-last (what the plan's program declares for the plugin's
+    tensors; see tests/export/test_trt_python_plugin.py, which reads it the same way for the stand-in); FP32 stays
+    linear."""
+    code = r"""
+        import json, re
+        from pathlib import Path
+        import numpy as np
+        ctypes.CDLL(lib)
+        from export import trt_compat
+        from tests.export.test_trt_python_plugin import dcn_graph, build_plan, _declarations, channels_last
+        rtx = trt_compat.load("rtx")
+        result = {}
+        for name, dtype in (("fp16", np.float16), ("fp32", np.float32)):
+            text = build_plan(rtx, dcn_graph(Path(FOLDER) / (name + ".onnx"), dtype=dtype)).decode("latin-1")
+            layer = re.search(r'custom_layer=\{ name="AdnetDCNv2_0" output=\{"([^"]+)" \} input=\{"([^"]+)" "([^"]+)" ',
+                              text)
+            y, x, om = layer.groups()
+            found = _declarations(text)
+            result[name] = [channels_last(found, t) for t in (x, om, y)]
+        print(json.dumps(result))
+    """
+    out = run_python(code.replace("FOLDER", repr(str(tmp_path))), plugin_library)
+    assert json.loads(out.splitlines()[-1]) == {"fp16": [True, True, True], "fp32": [False, False, False]}
 
 
 @pytest.mark.parametrize("version", sorted(HEADER_SETS) or ["none"])
