@@ -12,8 +12,9 @@ statically), building needs nvcc (make finds it: `find_nvcc`).
 in logical NCHW shape, each either contiguous (dense NCHW) or channels-last (`x.to(memory_format=
 torch.channels_last)`, dense NHWC; weight and bias contiguous). `variant` picks the kernel:
 - "v1": the generic kernel (every shape and dtype; NCHW tensors only), the baseline of the comparison benchmark;
-- "v2": the fast path where it applies: FP16, x channels-last, C/dg a multiple of 8, a 3x3 kernel (offset_mask and y
-  may each be channels-last when their channel count is a multiple of 8); for any other problem the generic kernel;
+- "v2": the fast path where it applies: FP16, x channels-last, C/dg a multiple of 8, a 3x3 kernel, C <= 1024
+  (offset_mask and y may each be channels-last when their channel count is a multiple of 8); with linear x the
+  generic kernel;
 - "best" (default): what the TensorRT plugin runs for the same tensors (today the same choice as "v2").
 It raises PluginArgumentError with the core's message when the launch is refused (e.g. v1 on channels-last
 tensors), PluginError when CUDA fails it.
