@@ -433,10 +433,10 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
 
 # ---- formats and kernel variants (what the adapters advertise; the fast path's preconditions) -----------------------
 
-def _problem(dtype="float16", c=64, dg=8, k=3, cout=64, **formats):
+def _problem(dtype="float16", c=64, dg=8, k=3, cout=64, h=20, w=30, fields=None, **formats):
     om = 3 * dg * k * k
-    return abi.make_problem(dtype, dict(deformable_groups=dg), (1, c, 20, 30), (1, om, 20, 30), (cout, c, k, k), cout,
-                            **formats)
+    return abi.make_problem(dtype, dict(deformable_groups=dg, **(fields or {})), (1, c, h, w), (1, om, h, w),
+                            (cout, c, k, k), cout, **formats)
 
 
 def supported(position, **kwargs):
@@ -451,6 +451,7 @@ def test_channels_last_is_offered_where_the_fast_path_serves():
     assert not supported(0, x_format=last, c=12, dg=1)  # C/dg = 12
     assert not supported(0, x_format=last, c=64, dg=16)  # C/dg = 4
     assert not supported(0, x_format=last, k=5)
+    assert supported(0, x_format=last, c=1024, dg=128) and not supported(0, x_format=last, c=1032, dg=129)
     assert supported(1, x_format=last, offset_mask_format=last)  # 216 offset channels
     assert not supported(1, x_format=last, offset_mask_format=last, c=64, dg=2)  # 54
     assert not supported(1, offset_mask_format=last)  # needs channels-last x
@@ -464,6 +465,10 @@ def test_channels_last_is_offered_where_the_fast_path_serves():
     (dict(x_format="channels_last", c=12, dg=1), "C/deformable_groups a multiple of 8"),
     (dict(y_format="channels_last"), "need channels-last x"),
     (dict(x_format="channels_last", offset_mask_format="channels_last", dg=2), "needs a multiple of 8 channels"),
+    # the fast path's own limits: its segment table (C), 16-bit tap positions (dilation), 32-bit offsets
+    (dict(x_format="channels_last", c=1032, dg=129), "channels-last x needs C <= 1024"),
+    (dict(x_format="channels_last", fields=dict(dilation=16384, padding=16384)), "needs dilation <= 16383"),
+    (dict(x_format="channels_last", h=3200, w=3200), "offset_mask_logits 216x3200x3200 has more than 2^31-1 elements"),
 ])
 def test_format_and_variant_errors_name_the_fix(kwargs, match):
     lib = load_library()
