@@ -303,10 +303,6 @@ std::string validate(Problem const& q)
             return pre + "offset_mask_logits " + str(offsetMask.c) + "x" + str(ho) + "x" + str(wo)
                    + " has more than 2^31-1 elements per image (32-bit offsets of the fast path)";
         }
-        if (known(q.howo) && known(offsetMask.c) && q.howo * offsetMask.c > kMaxPlane) {
-            return pre + "offset_mask_logits " + dimsText(offsetMask)
-                   + " has more than 2^31-1 elements per image (the fast path's limit)";
-        }
     } else if (q.offsetMaskFormat == kChannelsLast || q.yFormat == kChannelsLast) {
         return pre + "channels-last offset_mask_logits or y need channels-last x (the fast path)";
     }
