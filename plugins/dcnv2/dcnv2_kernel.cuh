@@ -78,13 +78,27 @@ struct SmemLayout {
     static_assert(Cfg::kThreads % Cfg::kBN == 0, "each thread owns one pixel column");
 };
 
+// The five tensors of a launch, typed (both kernels' arguments start with them).
 template <typename T>
-struct KernelArgs {
+struct TensorPointers {
     T const* x;
     T const* offsetMask;
     T const* weight;
     T const* bias;
     T* y;
+
+    void set(AdnetDcnTensors const& t)
+    {
+        x = static_cast<T const*>(t.x);
+        offsetMask = static_cast<T const*>(t.offset_mask);
+        weight = static_cast<T const*>(t.weight);
+        bias = static_cast<T const*>(t.bias);
+        y = static_cast<T*>(t.y);
+    }
+};
+
+template <typename T>
+struct KernelArgs : TensorPointers<T> {
     int64_t pixels;  // n * Ho * Wo
     int32_t c, h, w, cout, kw, k, wo, hw, howo;
     int32_t stride, padding, dilation, dg, cg;
@@ -320,11 +334,7 @@ LaunchPlan<T> makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t)
     using Cfg = TileConfig<T>;
     LaunchPlan<T> plan;
     KernelArgs<T>& a = plan.args;
-    a.x = static_cast<T const*>(t.x);
-    a.offsetMask = static_cast<T const*>(t.offset_mask);
-    a.weight = static_cast<T const*>(t.weight);
-    a.bias = static_cast<T const*>(t.bias);
-    a.y = static_cast<T*>(t.y);
+    a.set(t);
     a.pixels = q.pixels;
     a.c = static_cast<int32_t>(q.x.c);
     a.h = static_cast<int32_t>(q.x.h);

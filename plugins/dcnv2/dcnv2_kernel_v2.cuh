@@ -72,12 +72,7 @@ struct Segment {
 };
 static_assert(sizeof(Segment) == 16, "one 128-bit shared-memory load per segment");
 
-struct Args {
-    __half const* x;
-    __half const* offsetMask;
-    __half const* weight;
-    __half const* bias;
-    __half* y;
+struct Args : detail::TensorPointers<__half> {
     int64_t pixels;  // B * Ho * Wo
     int32_t tiles;   // pixel tiles of kBN
     int32_t c, h, w, hw, wc, cout, wo, howo, dg, cg, cg8, omChannels;  // wc = W*C: one image row
@@ -406,11 +401,7 @@ inline LaunchPlan makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t, siz
 {
     LaunchPlan plan{};
     Args& a = plan.args;
-    a.x = static_cast<__half const*>(t.x);
-    a.offsetMask = static_cast<__half const*>(t.offset_mask);
-    a.weight = static_cast<__half const*>(t.weight);
-    a.bias = static_cast<__half const*>(t.bias);
-    a.y = static_cast<__half*>(t.y);
+    a.set(t);
     a.pixels = q.pixels;
     int64_t const tiles = (q.pixels + Config::kBN - 1) / Config::kBN;
     a.tiles = static_cast<int32_t>(tiles);
