@@ -1,5 +1,6 @@
 // Device code of the AdnetDCNv2 fast path (kernel v2): FP16, channels-last x (dense NHWC = TensorRT kHWC8 with C a
-// multiple of 8), C/dg a multiple of 8, a 3x3 kernel. Everything else runs the generic kernel (dcnv2_kernel.cuh, v1).
+// multiple of 8), C/dg a multiple of 8, a 3x3 kernel, C <= 1024, dilation <= 16383 (the core's formatSupported and
+// validate). Linear x runs the generic kernel (dcnv2_kernel.cuh, v1).
 //
 // Same GEMM as v1 (y[co, pixel] = bias + sum_r W[co, r] * col[r, pixel]), with the reduction ordered tap-major inside
 // each deformable group: r = (g*9 + k)*cg + c. Eight consecutive rows are then 8 channels of one (group, tap), which
