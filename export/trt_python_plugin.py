@@ -2,13 +2,15 @@
 
 CI has no TensorRT headers and no GPU, so it cannot compile or run plugins/dcnv2; it builds real engines with
 TensorRT-RTX on the CPU instead, with this stand-in registered under the plugin's name, version and namespace.
-Everything the builder asks of a plugin comes from plugins/dcnv2/contract.py, with the same rules as the C++ adapter
-(plugins/dcnv2/dcnv2_plugin.cpp):
-- fields: the contract's names in serialisation order, scalar integers (ONNX INT attributes arrive as INT32),
-  contract defaults for absent fields, serialised back as INT32;
-- output shape y = [B, Cout, Ho, Wo] with Ho = (H + 2p - d*(kh-1) - 1) // s + 1 (likewise Wo), as dimension
-  expressions so B, H and W stay dynamic; the input shapes checked where they are known;
-- output type = type of x; formats: linear, all four inputs and the output FP32, or all FP16; no workspace.
+Names come from plugins/dcnv2/contract.py, and every rule is the C++ core's own, called through its C ABI in the CPU
+twin library (plugins/dcnv2/abi.py), exactly as the C++ adapter (plugins/dcnv2/dcnv2_plugin.cpp) calls it:
+- fields: parsed by the core's setField (scalar integers; ONNX INT attributes arrive as INT32), contract defaults
+  for absent fields, serialised back as INT32;
+- output shape y = [B, Cout, Ho, Wo] with Ho, Wo those of offset_mask_logits (B, H and W stay dynamic); the core's
+  validation on the dims known at each call (the offsets' spatial size, an empty output, the index limits...);
+- output type = type of x; all four inputs and the output FP32, or all FP16; formats as the C++ adapter advertises
+  them (the core's formatSupported): linear everywhere, and FP16 channel-last (HWC8, HWC) for x when the fast
+  path serves the problem, then for the offsets and the output too; no workspace.
 Its enqueue raises: an engine built with it is for inspection (layers, types, profiles, serialised fields), not for
 running. `register(trt)` is idempotent per TensorRT module and returns the creator, whose `trace` records the calls.
 """
@@ -17,24 +19,27 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import ctypes
+
 import numpy as np
 
 from export.errors import PipelineError
-from plugins.dcnv2 import contract
+from plugins.dcnv2 import abi, contract
+from plugins.dcnv2.cpu import load_library
+from plugins.dcnv2.errors import PluginArgumentError
 
 __all__ = ["STAND_IN_NOTE", "StandInError", "register", "output_length", "parse_fields", "errors"]
 
 STAND_IN_NOTE = "CI build-only stand-in (export/trt_python_plugin.py): engines built with it cannot run"
 
 _X, _OFFSET_MASK, _WEIGHT, _BIAS = range(len(contract.INPUT_NAMES))
-_INTEGER_FIELD_TYPES = ("INT8", "INT16", "INT32", "INT64")
 _registered: dict[str, Any] = {}  # TensorRT module name -> creator (kept alive: the registry holds a raw pointer)
 # Messages of the StandInErrors raised inside TensorRT's callbacks, which TensorRT reports only as a failed call.
 errors: list[str] = []
 
 
 class StandInError(PipelineError):
-    """A field or shape that the AdnetDCNv2 contract rejects (the C++ plugin rejects it too)."""
+    """A field or shape that the AdnetDCNv2 contract rejects (the message is the C++ core's)."""
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -42,35 +47,23 @@ class StandInError(PipelineError):
 
 
 def output_length(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """The contract's shape rule on integers (the C++ core's outputLength): 0 when the input is too small."""
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    return span // stride + 1 if span >= 0 else 0
-
-
-def _check_field(name: str, value: int) -> None:
-    # Same ranges as the C++ core: positive stride, dilation and groups; non-negative padding.
-    lowest = 0 if name == "padding" else 1
-    if value < lowest:
-        raise StandInError(f"{contract.PLUGIN_NAME}: field '{name}' = {value} must be >= {lowest}")
+    """The core's shape rule on integers (outputLength): 0 when the input is too small, -1 for an unknown size."""
+    return load_library().adnet_dcn_output_length(size, kernel, stride, padding, dilation)
 
 
 def parse_fields(collection) -> dict[str, int]:
     """Contract fields from a PluginFieldCollection (or a list of PluginFields): the contract's defaults, overridden
-    by the given fields; raises StandInError on unknown names, non-integer or non-scalar data, out-of-range values."""
-    fields = dict(contract.FIELD_DEFAULTS)
+    by the given fields through the core's setField; raises StandInError with the core's message on unknown names,
+    non-integer or non-scalar data, out-of-range values."""
+    lib = load_library()
+    values = (ctypes.c_int32 * len(contract.FIELDS))()
+    lib.adnet_dcn_default_fields(values)
     for field in collection:
-        name = field.name
-        if name not in fields:
-            raise StandInError(f"{contract.PLUGIN_NAME}: unknown field '{name}'; the fields are "
-                               f"{', '.join(fields)}")
-        type_name = field.type.name
-        data = np.asarray(field.data).ravel()
-        if type_name not in _INTEGER_FIELD_TYPES or data.size != 1:
-            raise StandInError(f"{contract.PLUGIN_NAME}: field '{name}' must be one integer (ONNX INT attributes "
-                               f"arrive as INT32), got {type_name} x {data.size}")
-        fields[name] = int(data[0])
-        _check_field(name, fields[name])
-    return fields
+        data = np.ascontiguousarray(field.data).ravel()
+        code = abi.FIELD_TYPES.get(field.type.name, abi.FIELD_TYPE_OTHER)
+        if lib.adnet_dcn_set_field(values, field.name.encode(), code, data.ctypes.data, data.size) != 0:
+            raise StandInError(abi.last_error(lib))
+    return {name: int(v) for (name, _), v in zip(contract.FIELDS, values)}
 
 
 def _field_collection(trt, fields: dict[str, int]):
@@ -82,30 +75,48 @@ def _known(dims) -> list[int]:
     return [int(d) for d in dims]
 
 
-def _check_shapes(fields: dict[str, int], x, offset_mask, weight, bias) -> None:
-    """The C++ core's validateShapes on the dims known at build time (-1 = dynamic, skipped)."""
-    def known(v):
-        return v >= 0
+def _format_name(trt, fmt) -> str | None:
+    """The core's format name for a TensorRT format (HWC8 and HWC are the same memory for C % 8 == 0)."""
+    if fmt == trt.TensorFormat.LINEAR:
+        return "linear"
+    if fmt in (trt.TensorFormat.HWC8, trt.TensorFormat.HWC):
+        return "channels_last"
+    return None
 
-    where = contract.PLUGIN_NAME
-    for name, dims, rank in (("x", x, 4), ("offset_mask_logits", offset_mask, 4), ("weight", weight, 4),
-                             ("bias", bias, 1)):
+
+def _dtype_name(trt, dtype) -> str | None:
+    return {trt.DataType.FLOAT: "float32", trt.DataType.HALF: "float16"}.get(dtype)
+
+
+def supports(trt, fields: dict[str, int], pos: int, in_out) -> bool:
+    """The C++ adapter's supportsFormatCombination: the core's formatSupported on the decided positions."""
+    desc = [t.desc for t in in_out]
+    dtype, fmt = _dtype_name(trt, desc[pos].type), _format_name(trt, desc[pos].format)
+    if dtype is None or fmt is None or (pos > 0 and desc[pos].type != desc[_X].type):
+        return False
+    if pos in (_WEIGHT, _BIAS):
+        return fmt == "linear"
+    formats = {"x_format": _format_name(trt, desc[_X].format)}
+    if pos >= _OFFSET_MASK:
+        formats["offset_mask_format"] = _format_name(trt, desc[_OFFSET_MASK].format)
+    if pos == len(contract.INPUT_NAMES):
+        formats["y_format"] = fmt
+    if None in formats.values():
+        return False
+    dims = [_known(d.dims) for d in desc[:len(contract.INPUT_NAMES)]]
+    problem = abi.make_problem(dtype, fields, *dims[:3], dims[_BIAS][0], **formats)
+    return bool(load_library().adnet_dcn_supports(ctypes.byref(problem), pos))
+
+
+def _check_shapes(fields: dict[str, int], x, offset_mask, weight, bias, dtype: str = "float32") -> None:
+    """The core's validation on the dims known at this call (-1 = dynamic, skipped)."""
+    for name, dims, rank in zip(contract.INPUT_NAMES, (x, offset_mask, weight, bias), (4, 4, 4, 1)):
         if len(dims) != rank:
-            raise StandInError(f"{where}: {name} must have rank {rank}, got {list(dims)}")
-    dg = fields["deformable_groups"]
-    if known(x[0]) and known(offset_mask[0]) and x[0] != offset_mask[0]:
-        raise StandInError(f"{where}: offset_mask_logits batch {offset_mask[0]} differs from x batch {x[0]}")
-    if known(weight[1]) and known(x[1]) and weight[1] != x[1]:
-        raise StandInError(f"{where}: weight {list(weight)} has {weight[1]} input channels but x has {x[1]}")
-    if known(x[1]) and x[1] % dg:
-        raise StandInError(f"{where}: deformable_groups = {dg} must divide the input channels C = {x[1]}")
-    if known(weight[2]) and known(weight[3]) and known(offset_mask[1]):
-        expected = (contract.OFFSET_BLOCKS + contract.MASK_BLOCKS) * dg * weight[2] * weight[3]
-        if offset_mask[1] != expected:
-            raise StandInError(f"{where}: offset_mask_logits has {offset_mask[1]} channels, expected {expected} "
-                               f"(3 * deformable_groups * kh * kw)")
-    if known(bias[0]) and known(weight[0]) and bias[0] != weight[0]:
-        raise StandInError(f"{where}: bias has {bias[0]} values but weight has Cout = {weight[0]}")
+            raise StandInError(f"{contract.PLUGIN_NAME}: {name} must have rank {rank}, got {list(dims)}")
+    try:
+        abi.check(load_library(), abi.make_problem(dtype, fields, x, offset_mask, weight, bias[0]))
+    except PluginArgumentError as exc:
+        raise StandInError(str(exc)) from None
 
 
 def _classes(trt):
@@ -133,7 +144,10 @@ def _classes(trt):
 
         def clone(self):
             self._count("clone")
-            return DCNv2StandIn(self.fields, self.phase, self.trace)
+            copy = DCNv2StandIn(self.fields, self.phase, self.trace)
+            if hasattr(self, "configured"):
+                copy.configured = self.configured
+            return copy
 
         def get_output_data_types(self, input_types):
             self._count("get_output_data_types")
@@ -145,46 +159,40 @@ def _classes(trt):
 
         def get_output_shapes(self, inputs, shape_inputs, builder):
             self._count("get_output_shapes")
-            x, weight = inputs[_X], inputs[_WEIGHT]
             known = [[d.get_constant_value() if d.is_constant() else -1 for d in dims] for dims in inputs]
             _check_shapes(self.fields, *known)
-            s, p, d = self.fields["stride"], self.fields["padding"], self.fields["dilation"]
-
-            def length(size, kernel):
-                # (size + 2p - (d*(kernel-1) + 1)) // s + 1, as dimension expressions
-                span = builder.operation(trt.DimensionOperation.SUM, builder.operation(
-                    trt.DimensionOperation.PROD, builder.constant(d),
-                    builder.operation(trt.DimensionOperation.SUB, kernel, builder.constant(1))), builder.constant(1))
-                padded = builder.operation(trt.DimensionOperation.SUM, size, builder.constant(2 * p))
-                steps = builder.operation(trt.DimensionOperation.FLOOR_DIV,
-                                          builder.operation(trt.DimensionOperation.SUB, padded, span),
-                                          builder.constant(s))
-                return builder.operation(trt.DimensionOperation.SUM, steps, builder.constant(1))
-
+            # Ho, Wo are those of the offsets (the core checked them against the convolution's output size).
+            x, offset_mask, weight = inputs[_X], inputs[_OFFSET_MASK], inputs[_WEIGHT]
             out = trt.DimsExprs(4)
-            out[0], out[1] = x[0], weight[0]
-            out[2], out[3] = length(x[2], weight[2]), length(x[3], weight[3])
+            out[0], out[1], out[2], out[3] = x[0], weight[0], offset_mask[2], offset_mask[3]
             return [out]
 
         def supports_format_combination(self, pos, in_out, num_inputs):
             self._count("supports_format_combination")
-            desc = in_out[pos].desc
-            return (desc.format == trt.TensorFormat.LINEAR and desc.type in (trt.DataType.FLOAT, trt.DataType.HALF)
-                    and (pos == 0 or desc.type == in_out[0].desc.type))
+            ok = supports(trt, self.fields, pos, in_out)
+            if ok:
+                self.trace[f"format {pos} {in_out[pos].desc.type.name} {in_out[pos].desc.format.name}"] += 1
+            return ok
 
         def configure_plugin(self, inputs, outputs):
             self._count("configure_plugin")
             _check_shapes(self.fields, *[_known(t.desc.dims) for t in inputs])
+            # What TensorRT chose (x, offset_mask, y), for inspection without a GPU.
+            self.configured = tuple((t.desc.type.name, t.desc.format.name) for t in (inputs[_X], inputs[_OFFSET_MASK],
+                                                                                   outputs[0]))
+            self.trace[f"configured {self.configured}"] += 1
 
         def get_workspace_size(self, inputs, outputs):
             self._count("get_workspace_size")
-            return 0  # the implicit-GEMM kernel needs none (dcnv2_core.h workspaceSize)
+            return 0  # the implicit-GEMM kernels need none (dcnv2_plugin.cpp workspace)
 
         def get_valid_tactics(self):
             return []
 
         def get_fields_to_serialize(self):
             self._count("get_fields_to_serialize")
+            # The plugin object the engine keeps is serialised: its last configuration is the one TensorRT chose.
+            self.trace[f"serialized {getattr(self, 'configured', None)}"] += 1
             return _field_collection(trt, self.fields)
 
         def on_shape_change(self, inputs, outputs):
@@ -197,7 +205,7 @@ def _classes(trt):
             return self.clone()
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            raise RuntimeError(STAND_IN_NOTE)
+            raise StandInError(STAND_IN_NOTE)
 
     class DCNv2StandInCreator(trt.IPluginCreatorV3One):
         def __init__(self):

@@ -27,6 +27,9 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("deformable_groups", 8),
 )
 FIELD_DEFAULTS = dict(FIELDS)
+# Smallest accepted value of each field (the largest is int32's); the C++ core checks against the generated copy.
+FIELD_MINIMA: dict[str, int] = {"stride": 1, "padding": 0, "dilation": 1, "deformable_groups": 1}
+assert list(FIELD_MINIMA) == [name for name, _ in FIELDS]
 
 INPUT_NAMES = ("x", "offset_mask_logits", "weight", "bias")
 OUTPUT_NAMES = ("y",)
@@ -50,6 +53,7 @@ def header_text() -> str:
         f"constexpr int32_t kNumFields = {len(FIELDS)};",
         "constexpr char const* kFieldNames[kNumFields] = {" + ", ".join(f'"{n}"' for n, _ in FIELDS) + "};",
         "constexpr int32_t kFieldDefaults[kNumFields] = {" + ", ".join(str(v) for _, v in FIELDS) + "};",
+        "constexpr int32_t kFieldMinima[kNumFields] = {" + ", ".join(str(v) for v in FIELD_MINIMA.values()) + "};",
     ]
     lines += [f"constexpr int32_t kField{''.join(p.title() for p in n.split('_'))} = {i};"
               for i, (n, _) in enumerate(FIELDS)]

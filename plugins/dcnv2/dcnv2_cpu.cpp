@@ -6,13 +6,17 @@
 //   1. inputs are binary16; positions, bilinear weights, sigmoid and the sampled*mask product are float32;
 //   2. the column value sigmoid(m) * bilinear(x, p) is rounded to binary16 (the kernel stores it so into the
 //      shared-memory MMA tile);
-//   3. products weight * column are exact in float32 and accumulate in float32 (order may differ from the tensor
-//      cores' order, which is the only difference), bias is added in float32;
+//   3. the dot product of binary16 weights and columns is computed exactly (binary16 values are integers times 2^-24,
+//      so products are integers times 2^-48 and their sum fits an __int128) and rounded to float32 once: the result
+//      depends on no summation order, so kernels that order their reduction differently (v1: channel-major, v2:
+//      tap-major) both match it bit for bit in the emulation; the tensor cores accumulate in float32, which is the
+//      one difference on a GPU. The bias is added in float32;
 //   4. the output is rounded to binary16 (round to nearest even).
 // float32 (dtype 0): everything in float32, no rounding besides float32's own.
 // Build with -ffp-contract=off so that the float32 sampling arithmetic is the plain IEEE sequence of the header.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "dcnv2_core.h"
@@ -28,25 +32,42 @@ inline float columnValue(float v, Half16 const*) { return dcnHalfBitsToFloat(dcn
 inline void storeOutput(float* y, float v) { *y = v; }
 inline void storeOutput(Half16* y, float v) { y->bits = dcnFloatToHalfBits(v); }
 
-struct Shape {
-    int64_t n;
-    int32_t c, h, w, cout, kh, kw, k, ho, wo, stride, padding, dilation, dg, cg;
-};
+// A binary16 value (held in a float) as an integer number of 2^-24 units: exact, |result| < 2^40.
+inline int64_t halfUnits(float v) { return static_cast<int64_t>(v * 16777216.0f); }
+// Sum of products of such units (units of 2^-48) as float32, rounded once.
+inline float fromProductUnits(__int128 sum) { return static_cast<float>(sum) * 0x1p-48f; }
 
 template <typename T>
-void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias, T* y, Shape const& s)
+void forwardRows(Problem const& q, AdnetDcnTensors const& t)
 {
-    int32_t const ck = s.c * s.k;
-    int64_t const hw = int64_t{s.h} * s.w;
-    int64_t const howo = int64_t{s.ho} * s.wo;
-    int64_t const omChannels = 3 * int64_t{s.dg} * s.k;
-    int64_t const rows = s.n * s.ho;
+    T const* const x = static_cast<T const*>(t.x);
+    T const* const offsetMask = static_cast<T const*>(t.offset_mask);
+    T const* const weight = static_cast<T const*>(t.weight);
+    T const* const bias = static_cast<T const*>(t.bias);
+    T* const y = static_cast<T*>(t.y);
+    // 32-bit sizes inside planes and rows (the core's limits); 64-bit offsets across them.
+    struct {
+        int32_t c, h, w, cout, kw, k, ho, wo, stride, padding, dilation, dg, cg;
+    } const s{static_cast<int32_t>(q.x.c), static_cast<int32_t>(q.x.h), static_cast<int32_t>(q.x.w),
+              static_cast<int32_t>(q.weight.n), static_cast<int32_t>(q.weight.w), static_cast<int32_t>(q.k),
+              static_cast<int32_t>(q.y.h), static_cast<int32_t>(q.y.w), q.params.stride, q.params.padding,
+              q.params.dilation, q.params.deformable_groups, static_cast<int32_t>(q.cg)};
+    int32_t const ck = static_cast<int32_t>(q.reduction);
+    int64_t const hw = q.hw;
+    int64_t const howo = q.howo;
+    int64_t const omChannels = q.offsetMask.c;
+    int64_t const rows = q.x.n * s.ho;
 
     // Weights and bias as float32 once (exact for binary16).
     std::vector<float> wf(static_cast<size_t>(s.cout) * ck);
     for (size_t i = 0; i < wf.size(); ++i) wf[i] = dcnToFloat(weight[i]);
     std::vector<float> bf(static_cast<size_t>(s.cout));
     for (int32_t i = 0; i < s.cout; ++i) bf[i] = dcnToFloat(bias[i]);
+    std::vector<int64_t> wUnits;
+    if constexpr (std::is_same_v<T, Half16>) {
+        wUnits.resize(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i) wUnits[i] = halfUnits(wf[i]);
+    }
 
     // Threads only pay off beyond ~1M multiply-adds; below that the wake-up costs more than the work.
     double const macs = static_cast<double>(rows) * s.wo * ck * s.cout;
@@ -55,6 +76,8 @@ void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias
         // One output row at a time: columns [C*K][Wo] (the im2col block of this row), then a row GEMM.
         std::vector<float> cols(static_cast<size_t>(ck) * s.wo);
         std::vector<float> acc(static_cast<size_t>(s.wo));
+        std::vector<int64_t> colUnits(std::is_same_v<T, Half16> ? cols.size() : 0);
+        std::vector<__int128> exact(std::is_same_v<T, Half16> ? static_cast<size_t>(s.wo) : 0);
 #pragma omp for schedule(static)
         for (int64_t row = 0; row < rows; ++row) {
             int64_t const b = row / s.ho;
@@ -79,14 +102,30 @@ void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias
                     }
                 }
             }
+            if constexpr (std::is_same_v<T, Half16>) {
+                for (size_t i = 0; i < cols.size(); ++i) colUnits[i] = halfUnits(cols[i]);
+            }
             for (int32_t co = 0; co < s.cout; ++co) {
-                std::fill(acc.begin(), acc.end(), 0.f);
-                float const* wrow = wf.data() + static_cast<size_t>(co) * ck;
-                for (int32_t r = 0; r < ck; ++r) {
-                    float const wv = wrow[r];
-                    float const* col = cols.data() + static_cast<size_t>(r) * s.wo;
-                    for (int32_t ow = 0; ow < s.wo; ++ow) {
-                        acc[ow] += wv * col[ow];
+                if constexpr (std::is_same_v<T, Half16>) {
+                    std::fill(exact.begin(), exact.end(), __int128{0});
+                    int64_t const* wrow = wUnits.data() + static_cast<size_t>(co) * ck;
+                    for (int32_t r = 0; r < ck; ++r) {
+                        int64_t const wv = wrow[r];
+                        int64_t const* col = colUnits.data() + static_cast<size_t>(r) * s.wo;
+                        for (int32_t ow = 0; wv != 0 && ow < s.wo; ++ow) {
+                            exact[ow] += static_cast<__int128>(wv) * col[ow];
+                        }
+                    }
+                    for (int32_t ow = 0; ow < s.wo; ++ow) acc[ow] = fromProductUnits(exact[ow]);
+                } else {
+                    std::fill(acc.begin(), acc.end(), 0.f);
+                    float const* wrow = wf.data() + static_cast<size_t>(co) * ck;
+                    for (int32_t r = 0; r < ck; ++r) {
+                        float const wv = wrow[r];
+                        float const* col = cols.data() + static_cast<size_t>(r) * s.wo;
+                        for (int32_t ow = 0; ow < s.wo; ++ow) {
+                            acc[ow] += wv * col[ow];
+                        }
                     }
                 }
                 T* yRow = y + (b * s.cout + co) * howo + int64_t{oh} * s.wo;
@@ -104,41 +143,19 @@ void forwardRows(T const* x, T const* offsetMask, T const* weight, T const* bias
 
 namespace dcn = adnet::dcn;
 
-extern "C" int32_t adnet_dcn_forward_cpu(int32_t dtype, void const* x, void const* offsetMask, void const* weight,
-                                         void const* bias, void* y, int64_t n, int64_t c, int64_t h, int64_t w,
-                                         int64_t cout, int64_t kh, int64_t kw, int32_t stride, int32_t padding,
-                                         int32_t dilation, int32_t deformableGroups)
+extern "C" int32_t adnet_dcn_forward_cpu(AdnetDcnProblem const* desc, AdnetDcnTensors const* tensors)
 {
-    if (!dcn::acceptLaunch(dtype, x, offsetMask, weight, bias, y, n, c, h, w, cout, kh, kw, stride, padding, dilation,
-                           deformableGroups)) {
+    dcn::Problem problem;
+    if (!dcn::acceptLaunch(desc, tensors, problem)) {
         return -1;
     }
-    if (n == 0) {
+    if (problem.pixels == 0) {
         return 0;
     }
-    dcn::Shape s;
-    s.n = n;
-    s.c = static_cast<int32_t>(c);
-    s.h = static_cast<int32_t>(h);
-    s.w = static_cast<int32_t>(w);
-    s.cout = static_cast<int32_t>(cout);
-    s.kh = static_cast<int32_t>(kh);
-    s.kw = static_cast<int32_t>(kw);
-    s.k = s.kh * s.kw;
-    s.ho = static_cast<int32_t>(dcn::outputLength(h, kh, stride, padding, dilation));
-    s.wo = static_cast<int32_t>(dcn::outputLength(w, kw, stride, padding, dilation));
-    s.stride = stride;
-    s.padding = padding;
-    s.dilation = dilation;
-    s.dg = deformableGroups;
-    s.cg = s.c / s.dg;
-    if (dtype == static_cast<int32_t>(dcn::DataType::kFloat16)) {
-        using H = dcn::Half16;
-        dcn::forwardRows(static_cast<H const*>(x), static_cast<H const*>(offsetMask), static_cast<H const*>(weight),
-                         static_cast<H const*>(bias), static_cast<H*>(y), s);
+    if (problem.type() == dcn::DataType::kFloat16) {
+        dcn::forwardRows<dcn::Half16>(problem, *tensors);
     } else {
-        dcn::forwardRows(static_cast<float const*>(x), static_cast<float const*>(offsetMask),
-                         static_cast<float const*>(weight), static_cast<float const*>(bias), static_cast<float*>(y), s);
+        dcn::forwardRows<float>(problem, *tensors);
     }
     return 0;
 }

@@ -78,13 +78,27 @@ struct SmemLayout {
     static_assert(Cfg::kThreads % Cfg::kBN == 0, "each thread owns one pixel column");
 };
 
+// The five tensors of a launch, typed (both kernels' arguments start with them).
 template <typename T>
-struct KernelArgs {
+struct TensorPointers {
     T const* x;
     T const* offsetMask;
     T const* weight;
     T const* bias;
     T* y;
+
+    void set(AdnetDcnTensors const& t)
+    {
+        x = static_cast<T const*>(t.x);
+        offsetMask = static_cast<T const*>(t.offset_mask);
+        weight = static_cast<T const*>(t.weight);
+        bias = static_cast<T const*>(t.bias);
+        y = static_cast<T*>(t.y);
+    }
+};
+
+template <typename T>
+struct KernelArgs : TensorPointers<T> {
     int64_t pixels;  // n * Ho * Wo
     int32_t c, h, w, cout, kw, k, wo, hw, howo;
     int32_t stride, padding, dilation, dg, cg;
@@ -305,7 +319,7 @@ __global__ void __launch_bounds__(TileConfig<T>::kThreads, 2) dcnForwardKernel(K
     }
 }
 
-// Kernel arguments and grid for a validated problem (host side; see dcnv2_kernel.h for the tensors).
+// Kernel arguments and grid (host side).
 template <typename T>
 struct LaunchPlan {
     KernelArgs<T> args;
@@ -313,36 +327,29 @@ struct LaunchPlan {
     int64_t blocksY;  // output-channel tiles
 };
 
+// Kernel arguments for a validated problem, 32-bit where the core's limits allow it.
 template <typename T>
-LaunchPlan<T> makeLaunchPlan(T const* x, T const* offsetMask, T const* weight, T const* bias, T* y, int64_t n,
-                             int64_t c, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw, int32_t stride,
-                             int32_t padding, int32_t dilation, int32_t deformableGroups)
+LaunchPlan<T> makeLaunchPlan(Problem const& q, AdnetDcnTensors const& t)
 {
     using Cfg = TileConfig<T>;
-    int64_t const ho = outputLength(h, kh, stride, padding, dilation);
-    int64_t const wo = outputLength(w, kw, stride, padding, dilation);
     LaunchPlan<T> plan;
     KernelArgs<T>& a = plan.args;
-    a.x = x;
-    a.offsetMask = offsetMask;
-    a.weight = weight;
-    a.bias = bias;
-    a.y = y;
-    a.pixels = n * ho * wo;
-    a.c = static_cast<int32_t>(c);
-    a.h = static_cast<int32_t>(h);
-    a.w = static_cast<int32_t>(w);
-    a.cout = static_cast<int32_t>(cout);
-    a.kw = static_cast<int32_t>(kw);
-    a.k = static_cast<int32_t>(kh * kw);
-    a.wo = static_cast<int32_t>(wo);
-    a.hw = static_cast<int32_t>(h * w);
-    a.howo = static_cast<int32_t>(ho * wo);
-    a.stride = stride;
-    a.padding = padding;
-    a.dilation = dilation;
-    a.dg = deformableGroups;
-    a.cg = a.c / a.dg;
+    a.set(t);
+    a.pixels = q.pixels;
+    a.c = static_cast<int32_t>(q.x.c);
+    a.h = static_cast<int32_t>(q.x.h);
+    a.w = static_cast<int32_t>(q.x.w);
+    a.cout = static_cast<int32_t>(q.weight.n);
+    a.kw = static_cast<int32_t>(q.weight.w);
+    a.k = static_cast<int32_t>(q.k);
+    a.wo = static_cast<int32_t>(q.y.w);
+    a.hw = static_cast<int32_t>(q.hw);
+    a.howo = static_cast<int32_t>(q.howo);
+    a.stride = q.params.stride;
+    a.padding = q.params.padding;
+    a.dilation = q.params.dilation;
+    a.dg = q.params.deformable_groups;
+    a.cg = static_cast<int32_t>(q.cg);
     a.stepTaps = a.k < Cfg::kRowsMax ? a.k : Cfg::kRowsMax;
     int32_t const channels = Cfg::kRowsMax / a.stepTaps;
     a.stepChannels = channels < 1 ? 1 : (channels < a.cg ? channels : a.cg);

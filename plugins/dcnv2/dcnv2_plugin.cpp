@@ -3,12 +3,15 @@
 #include "plugin_base.h"
 
 #include "dcnv2_core.h"
+#include "dcnv2_kernel.h"
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 namespace adnet {
 namespace trt {
@@ -16,10 +19,8 @@ namespace {
 
 namespace dcn = ::adnet::dcn;
 using nvinfer1::DataType;
-using nvinfer1::DimensionOperation;
 using nvinfer1::DimsExprs;
 using nvinfer1::DynamicPluginTensorDesc;
-using nvinfer1::IDimensionExpr;
 using nvinfer1::IExprBuilder;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
@@ -107,6 +108,66 @@ dcn::Dims4 dims4(nvinfer1::Dims const& dims)
     return dcn::Dims4{dims.d[0], dims.d[1], dims.d[2], dims.d[3]};
 }
 
+using InputDims = std::array<nvinfer1::Dims, dcn::kNumInputs>;
+constexpr int32_t kOutput = dcn::kNumInputs;  // y's position in supportsFormatCombination
+
+// The core's format for a TensorRT format: channel-last FP16 (kHWC8, and kHWC, which is the same memory when C is a
+// multiple of 8, as the core requires) or linear; -1 for anything else.
+int32_t coreFormat(nvinfer1::TensorFormat format)
+{
+    switch (format)
+    {
+    case nvinfer1::TensorFormat::kLINEAR: return static_cast<int32_t>(dcn::Format::kLinear);
+    case nvinfer1::TensorFormat::kHWC8:
+    case nvinfer1::TensorFormat::kHWC: return static_cast<int32_t>(dcn::Format::kChannelsLast);
+    default: return -1;
+    }
+}
+
+// The core's problem for these dims (-1 where unknown), this type and these formats (x, offset_mask, y); checks the
+// ranks first.
+dcn::Problem problemOf(dcn::Params const& params, DataType type, InputDims const& dims,
+                       std::array<int32_t, 3> const& formats = {0, 0, 0})
+{
+    for (int32_t i = 0; i < dcn::kNumInputs; ++i)
+    {
+        requireRank(dims[i], i);
+    }
+    dcn::Problem problem = dcn::makeProblem(params, coreDataType(type), dims4(dims[kX]), dims4(dims[kOffsetMask]),
+                                            dims4(dims[kWeight]), dims[kBias].d[0]);
+    problem.xFormat = formats[0];
+    problem.offsetMaskFormat = formats[1];
+    problem.yFormat = formats[2];
+    return problem;
+}
+
+template <typename Desc>
+nvinfer1::PluginTensorDesc const& plain(Desc const& d)
+{
+    if constexpr (std::is_same_v<Desc, DynamicPluginTensorDesc>)
+    {
+        return d.desc;
+    }
+    else
+    {
+        return d;
+    }
+}
+
+// The problem of a configured or running plugin: dims, type and formats from the tensor descriptions.
+template <typename Desc>
+dcn::Problem problemOf(dcn::Params const& params, Desc const* in, Desc const* out)
+{
+    InputDims dims{};
+    for (int32_t i = 0; i < dcn::kNumInputs; ++i)
+    {
+        dims[i] = plain(in[i]).dims;
+    }
+    return problemOf(params, plain(in[kX]).type, dims,
+                     {coreFormat(plain(in[kX]).format), coreFormat(plain(in[kOffsetMask]).format),
+                      coreFormat(plain(out[0]).format)});
+}
+
 class DCNv2Plugin final : public PluginBase<DCNv2Plugin>
 {
 public:
@@ -157,106 +218,92 @@ public:
         out[0] = in[kX];
     }
 
-    // y = [B, Cout, Ho, Wo], Ho = (H + 2p - d*(kh-1) - 1) / s + 1 (likewise Wo), as dimension expressions so that
-    // B, H and W may stay dynamic.
-    void outputShapes(DimsExprs const* in, DimsExprs* out, IExprBuilder& eb) const
+    // y = [B, Cout, Ho, Wo] with Ho, Wo those of offset_mask_logits (as TensorRT's ModulatedDeformConv2d plugin
+    // does): B, H and W may stay dynamic, and the core checks that Ho, Wo are the convolution's output size.
+    void outputShapes(DimsExprs const* in, DimsExprs* out, IExprBuilder&) const
     {
         // Fails while the network is being parsed when the dims known by then (usually the channels) disagree.
-        nvinfer1::Dims known[kNbInputs];
+        InputDims known{};
         for (int32_t i = 0; i < kNbInputs; ++i)
         {
             known[i] = knownDims(in[i]);
-            requireRank(known[i], i);
         }
-        requireShapes(known[kX], known[kOffsetMask], known[kWeight], known[kBias]);
-        DimsExprs const& x = in[kX];
-        DimsExprs const& weight = in[kWeight];
+        requireValid(problemOf(mParams, DataType::kFLOAT, known));
         out[0].nbDims = 4;
-        out[0].d[0] = x.d[0];
-        out[0].d[1] = weight.d[0];
-        out[0].d[2] = outputLength(eb, *x.d[2], *weight.d[2]);
-        out[0].d[3] = outputLength(eb, *x.d[3], *weight.d[3]);
+        out[0].d[0] = in[kX].d[0];
+        out[0].d[1] = in[kWeight].d[0];
+        out[0].d[2] = in[kOffsetMask].d[2];
+        out[0].d[3] = in[kOffsetMask].d[3];
     }
 
-    // Dense NCHW; all four inputs and the output FP32, or all FP16 (FP32 accumulation inside the kernel).
+    // All four inputs and the output FP32, or all FP16. Linear everywhere; FP16 channel-last (kHWC8 / kHWC) for x
+    // when the fast path serves the problem, then also for offset_mask and y (the core's formatSupported), so that
+    // TensorRT needs no reformat next to the plugin whichever format its FP16 neighbours pick. TensorRT asks in
+    // position order: only the types and formats of positions up to `pos` are decided.
     bool supports(int32_t pos, DynamicPluginTensorDesc const* inOut) const
     {
         PluginTensorDesc const& desc = inOut[pos].desc;
-        return desc.format == nvinfer1::TensorFormat::kLINEAR && supportedType(desc.type)
-            && (pos == 0 || desc.type == inOut[0].desc.type);
+        if (!supportedType(desc.type) || (pos > 0 && desc.type != inOut[0].desc.type) || coreFormat(desc.format) < 0)
+        {
+            return false;
+        }
+        if ((pos == kWeight || pos == kBias) && desc.format != nvinfer1::TensorFormat::kLINEAR)
+        {
+            return false;
+        }
+        InputDims dims{};
+        for (int32_t i = 0; i < kNbInputs; ++i)
+        {
+            dims[i] = inOut[i].desc.dims;
+        }
+        std::array<int32_t, 3> formats{0, 0, 0};
+        formats[0] = coreFormat(inOut[kX].desc.format);
+        if (pos >= kOffsetMask)
+        {
+            formats[1] = coreFormat(inOut[kOffsetMask].desc.format);
+        }
+        if (pos == kOutput)
+        {
+            formats[2] = coreFormat(desc.format);
+        }
+        return dcn::formatSupported(problemOf(mParams, inOut[kX].desc.type, dims, formats), pos);
     }
 
     // Build time: dims may still hold -1 (dynamic B/H/W); the core skips the checks that need them, and
     // shapeChange repeats the check with real dims.
-    void configure(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const*)
+    void configure(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const* out)
     {
-        for (int32_t i = 0; i < kNbInputs; ++i)
-        {
-            requireRank(in[i].desc.dims, i);
-        }
-        requireShapes(in[kX].desc.dims, in[kOffsetMask].desc.dims, in[kWeight].desc.dims, in[kBias].desc.dims);
+        requireValid(problemOf(mParams, in, out));
     }
 
-    // Sized for the largest shapes of the profile, as TensorRT asks.
-    size_t workspace(DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const*) const
+    // The kernels need no scratch memory: the implicit GEMM keeps its columns in shared memory.
+    size_t workspace(DynamicPluginTensorDesc const*, DynamicPluginTensorDesc const*) const
     {
-        requireRank(in[kX].max, kX);
-        requireRank(in[kWeight].max, kWeight);
-        return dcn::workspaceSize(mParams, dims4(in[kX].max), dims4(in[kWeight].max), coreDataType(in[kX].desc.type));
+        return 0;
     }
 
-    void shapeChange(PluginTensorDesc const* in, PluginTensorDesc const*)
+    void shapeChange(PluginTensorDesc const* in, PluginTensorDesc const* out)
     {
-        for (int32_t i = 0; i < kNbInputs; ++i)
-        {
-            requireRank(in[i].dims, i);
-        }
-        requireShapes(in[kX].dims, in[kOffsetMask].dims, in[kWeight].dims, in[kBias].dims);
+        requireValid(problemOf(mParams, in, out));
     }
 
-    void execute(PluginTensorDesc const* inDesc, PluginTensorDesc const*, void const* const* in, void* const* out,
-                 void* workspace, cudaStream_t stream) const
+    void execute(PluginTensorDesc const* inDesc, PluginTensorDesc const* outDesc, void const* const* in,
+                 void* const* out, void*, cudaStream_t stream) const
     {
-        nvinfer1::Dims const& x = inDesc[kX].dims;
-        nvinfer1::Dims const& weight = inDesc[kWeight].dims;
-        int32_t const status = adnet_dcn_forward_cuda(
-            static_cast<int32_t>(coreDataType(inDesc[kX].type)), in[kX], in[kOffsetMask], in[kWeight], in[kBias],
-            out[0], x.d[0], x.d[1], x.d[2], x.d[3], weight.d[0], weight.d[2], weight.d[3], mParams.stride,
-            mParams.padding, mParams.dilation, mParams.deformable_groups, workspace, stream);
-        ADNET_REQUIRE(status == 0, launchError(status));
+        dcn::Problem const problem = problemOf(mParams, inDesc, outDesc);
+        AdnetDcnTensors const tensors{in[kX], in[kOffsetMask], in[kWeight], in[kBias], out[0]};
+        std::string const error = dcn::validateLaunch(problem, tensors);
+        ADNET_REQUIRE(error.empty(), error);
+        cudaError_t const status = dcn::forwardCuda(problem, tensors, stream);
+        ADNET_REQUIRE(status == cudaSuccess, std::string("CUDA launch failed: ") + cudaGetErrorName(status) + ": "
+                                                 + cudaGetErrorString(status));
     }
 
 private:
-    IDimensionExpr const* outputLength(IExprBuilder& eb, IDimensionExpr const& in, IDimensionExpr const& kernel) const
+    static void requireValid(dcn::Problem const& problem)
     {
-        // (in + 2p - (d*(k-1) + 1)) / s + 1
-        IDimensionExpr const* span = eb.operation(DimensionOperation::kSUM,
-            *eb.operation(DimensionOperation::kPROD, *eb.constant(mParams.dilation),
-                *eb.operation(DimensionOperation::kSUB, kernel, *eb.constant(1))),
-            *eb.constant(1));
-        IDimensionExpr const* padded = eb.operation(DimensionOperation::kSUM, in, *eb.constant(2 * mParams.padding));
-        IDimensionExpr const* steps = eb.operation(DimensionOperation::kFLOOR_DIV,
-            *eb.operation(DimensionOperation::kSUB, *padded, *span), *eb.constant(mParams.stride));
-        return eb.operation(DimensionOperation::kSUM, *steps, *eb.constant(1));
-    }
-
-    void requireShapes(nvinfer1::Dims const& x, nvinfer1::Dims const& offsetMask, nvinfer1::Dims const& weight,
-                       nvinfer1::Dims const& bias) const
-    {
-        std::string const error
-            = dcn::validateShapes(mParams, dims4(x), dims4(offsetMask), dims4(weight), bias.d[0]);
+        std::string const error = dcn::validate(problem);
         ADNET_REQUIRE(error.empty(), error);
-    }
-
-    static std::string launchError(int32_t status)
-    {
-        char const* detail = adnet_dcn_last_error();
-        if (status > 0)
-        {
-            detail = cudaGetErrorString(static_cast<cudaError_t>(status));
-        }
-        return "adnet_dcn_forward_cuda failed with status " + std::to_string(status)
-            + (detail != nullptr && *detail != '\0' ? std::string(": ") + detail : std::string());
     }
 
     dcn::Params mParams;

@@ -11,7 +11,9 @@
 // - ADNET_TENSORRT_PLUGIN_LIBRARY(Creator...) makes the shared library loadable both ways TensorRT users load
 //   plugins: registration at load time (dlopen, LD_PRELOAD, Triton's `plugins=`, polygraphy --plugins,
 //   trtexec --staticPlugins) and the exported `getCreators` / `setLoggerFinder` entry points that
-//   IPluginRegistry::loadLibrary looks up (trtexec --dynamicPlugins, plugin libraries serialised with an engine).
+//   IPluginRegistry::loadLibrary looks up (trtexec --dynamicPlugins, plugin libraries serialised with an engine);
+//   PluginLibrary (below) says how each creator is registered exactly once; `adnet_register_plugins` registers
+//   explicitly (idempotent).
 //
 // What Op provides (all may throw PluginError):
 //   static constexpr char const* kName, kVersion, kNamespace; static constexpr int32_t kNbInputs, kNbOutputs;
@@ -31,10 +33,14 @@
 
 #include <NvInferRuntime.h>
 
+#include <dlfcn.h>
+#include <unwind.h>
+
 #include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -471,17 +477,58 @@ private:
     nvinfer1::PluginFieldCollection mFieldNames{};
 };
 
-// One instance of each creator per library, shared by both loading paths.
+namespace detail {
+
+// True when a frame of the shared object that defines `symbol` is on this thread's call stack. Used from the load-time
+// constructor: when TensorRT's own library (the one defining getPluginRegistry) is on the stack, TensorRT is loading
+// this library (IPluginRegistry::loadLibrary, or an engine's serialised plugin library) and will call getCreators.
+inline bool onCallStack(void const* symbol) noexcept
+{
+    Dl_info target{};
+    if (symbol == nullptr || dladdr(symbol, &target) == 0 || target.dli_fbase == nullptr)
+    {
+        return false;
+    }
+    struct Walk
+    {
+        void* base;
+        int frames;
+        bool found;
+    } walk{target.dli_fbase, 0, false};
+    _Unwind_Backtrace(
+        [](_Unwind_Context* context, void* arg) -> _Unwind_Reason_Code {
+            auto* w = static_cast<Walk*>(arg);
+            Dl_info info{};
+            void* const pc = reinterpret_cast<void*>(_Unwind_GetIP(context));
+            if (pc != nullptr && dladdr(pc, &info) != 0 && info.dli_fbase == w->base)
+            {
+                w->found = true;
+                return _URC_END_OF_STACK;
+            }
+            return ++w->frames < 128 ? _URC_NO_REASON : _URC_END_OF_STACK;
+        },
+        &walk);
+    return walk.found;
+}
+
+}  // namespace detail
+
+// One instance of each creator per library, shared by both loading paths, registered exactly once:
 //
-// Load time: registers each creator in TensorRT's global registry under the creator's own namespace.
-// (REGISTER_TENSORRT_PLUGIN is not used: in TensorRT 10.x and 11.x its PluginRegistrar passes "" as the namespace
-// to registerCreator; a V3 creator whose own namespace is "adnet" registered that way was found under neither
-// namespace by TensorRT-RTX 1.7's registry. NVIDIA's own V3 registrations pass the creator's namespace.)
+// - IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, an engine's serialised plugin library, Python
+//   load_library): TensorRT dlopens the library, then registers what getCreators returns and refuses creators that
+//   are already registered. The library does not register itself then: the constructor sees TensorRT's library on
+//   its call stack and leaves registration to TensorRT.
+// - dlopen or LD_PRELOAD by anything else (Triton's plugins=, Polygraphy --plugins, trtexec --staticPlugins, ctypes):
+//   nothing calls into the library after dlopen, so the constructor registers the creators.
+// The registry is therefore never entered while TensorRT is loading the library (no lock-order question with a
+// registry lock held across dlopen), and getCreators never enters it either. getCreators after a load-time
+// registration (the library was dlopened first, then loadLibrary'ed) hands over no creator: they are registered.
+// adnet_register_plugins() registers explicitly and is idempotent.
 //
-// loadLibrary: TensorRT dlopens the library (so the load-time registration above runs), then calls getCreators
-// and registers what it returns, refusing a creator that is already registered (loadLibrary then returns null).
-// getCreators therefore first withdraws the load-time registration, handing the creators over to the registry
-// that loadLibrary fills. Every creator must be an IPluginCreatorV3One.
+// Registration uses the creator's own namespace (REGISTER_TENSORRT_PLUGIN is not used: in TensorRT 10.x and 11.x its
+// PluginRegistrar passes "" as the namespace; a V3 creator whose own namespace is "adnet" registered that way was
+// found under neither namespace by TensorRT-RTX 1.7's registry). Every creator must be an IPluginCreatorV3One.
 template <typename... Creators>
 class PluginLibrary
 {
@@ -489,33 +536,58 @@ public:
     PluginLibrary() noexcept
         : mList{static_cast<nvinfer1::IPluginCreatorInterface*>(&std::get<Creators>(mCreators))...}
     {
+        if (!detail::onCallStack(reinterpret_cast<void const*>(&::getPluginRegistry)))
+        {
+            registerCreators();
+        }
+    }
+
+    // 0 when the creators are in TensorRT's registry (registered now, earlier, or handed over to loadLibrary).
+    int32_t registerCreators() noexcept
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        if (mState != State::kNone)
+        {
+            return 0;
+        }
         nvinfer1::IPluginRegistry* registry = ::getPluginRegistry();
         for (int32_t i = 0; i < kCount; ++i)
         {
-            mRegistered[i] = registry != nullptr && registry->registerCreator(*mList[i], namespaceOf(i));
-            if (!mRegistered[i])
+            if (registry == nullptr || !registry->registerCreator(*mList[i], namespaceOf(i)))
             {
-                warn("could not register the plugin creator at load time (already registered?): ", i);
+                warn("could not register the plugin creator (another copy already registered?): ", i);
+                for (int32_t j = 0; j < i && registry != nullptr; ++j)
+                {
+                    registry->deregisterCreator(*mList[j]);
+                }
+                return -1;
             }
         }
+        mState = State::kRegistered;
+        return 0;
     }
 
     nvinfer1::IPluginCreatorInterface* const* handOver(int32_t& nbCreators) noexcept
     {
-        nvinfer1::IPluginRegistry* registry = ::getPluginRegistry();
-        for (int32_t i = 0; i < kCount; ++i)
+        std::lock_guard<std::mutex> lock(mMutex);
+        if (mState == State::kRegistered)
         {
-            if (mRegistered[i].exchange(false) && registry != nullptr)
-            {
-                registry->deregisterCreator(*mList[i]);
-            }
+            nbCreators = 0;
+            return mList;
         }
+        mState = State::kHandedOver;
         nbCreators = kCount;
         return mList;
     }
 
 private:
     static constexpr int32_t kCount = static_cast<int32_t>(sizeof...(Creators));
+    enum class State
+    {
+        kNone,        // not in the registry
+        kRegistered,  // registered by this library (constructor or adnet_register_plugins)
+        kHandedOver   // returned by getCreators: TensorRT registers them
+    };
 
     char const* namespaceOf(int32_t i) const noexcept
     {
@@ -539,7 +611,8 @@ private:
 
     std::tuple<Creators...> mCreators;
     nvinfer1::IPluginCreatorInterface* mList[kCount];
-    std::atomic<bool> mRegistered[kCount]{};
+    std::mutex mMutex;
+    State mState{State::kNone};
 };
 
 inline void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
@@ -562,4 +635,8 @@ inline void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
     extern "C" ADNET_PLUGIN_EXPORT void setLoggerFinder(::nvinfer1::ILoggerFinder* finder)                          \
     {                                                                                                               \
         ::adnet::trt::setLoggerFinder(finder);                                                                      \
+    }                                                                                                               \
+    extern "C" ADNET_PLUGIN_EXPORT int32_t adnet_register_plugins()                                                 \
+    {                                                                                                               \
+        return adnetPluginLibrary.registerCreators();                                                               \
     }

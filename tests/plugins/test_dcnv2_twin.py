@@ -4,7 +4,6 @@ References are independent of the twin: tests.reference.dcn_naive (float64 loops
 larger shapes, with mask = sigmoid(logits) computed in float64. Outputs are poisoned with NaN before every call.
 """
 import ctypes
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,10 @@ import pytest
 import torch
 
 from export.dcn import deform_conv2d
-from plugins.dcnv2 import contract
+from plugins.dcnv2 import abi, build, contract
 from plugins.dcnv2.cpu import dcnv2_forward, load_library
 from plugins.dcnv2.cuda import find_nvcc
+from plugins.dcnv2.errors import PluginBuildError
 from tests.factories import fresh_generator
 from tests.reference import dcn_naive, rel_l2
 
@@ -114,8 +114,8 @@ def test_random_shapes_against_torch_float64():
         assert rel_l2(run_twin(x16, om16, w16, b16, s, p, d, dg, "float16"), ref16) <= 2e-3
 
 
-def test_adnet_layer_shape_is_fast_and_accurate():
-    """64 -> 64, 3x3, dg 8 at 64x64: the CI machine has 2 cores; well under a second per call."""
+def test_adnet_layer_shape_is_accurate():
+    """64 -> 64, 3x3, dg 8 at 64x64 (ADNet's layer). Its time is printed, not asserted: speed is for the benchmarks."""
     import time
 
     rng = rng_from_fresh_seed()
@@ -126,10 +126,8 @@ def test_adnet_layer_shape_is_fast_and_accurate():
         ref_d = ref if dtype == "float32" else reference(*inputs, 1, 1, 1, 8, naive=False)
         start = time.perf_counter()
         got = run_twin(*inputs, 1, 1, 1, 8, dtype)
-        elapsed = time.perf_counter() - start
-        print(f"{dtype}: {elapsed * 1e3:.1f} ms")
+        print(f"{dtype}: {(time.perf_counter() - start) * 1e3:.1f} ms")
         assert rel_l2(got, ref_d) <= tol
-        assert elapsed < 1.0
 
 
 def test_float16_keeps_subpixel_positions_at_large_coordinates():
@@ -267,7 +265,8 @@ def _valid():
     (dict(stride=0), "stride = 0 is out of range"),
     (dict(padding=-1), "padding = -1 is out of range"),
     (dict(dilation=0), "dilation = 0 is out of range"),
-    (dict(om_channels=53), "offset_mask_logits has 53 channels, expected 3\\*deformable_groups\\*kh\\*kw = 3\\*2\\*9"),
+    (dict(om_channels=53), "offset_mask_logits has 53 channels, expected 54 = 3\\*deformable_groups\\*kh\\*kw = "
+                           "3\\*2\\*9"),
     (dict(om_hw=(5, 7)), "spatial size 5x7 must equal the output size 6x7"),
     (dict(bias_len=5), "bias has 5 elements, expected Cout = 4"),
     (dict(weight_c=6), "weight groups = 1"),
@@ -310,13 +309,20 @@ def test_raw_abi_rejects_null_pointers_and_bad_dtype():
     lib = load_library()
     x, om, w, b = (np.ascontiguousarray(a, dtype=np.float32) for a in _valid())
     y = np.empty((1, 4, 6, 7), dtype=np.float32)
-    args = [x.ctypes.data, om.ctypes.data, w.ctypes.data, b.ctypes.data, y.ctypes.data, 1, 8, 6, 7, 4, 3, 3, 1, 1, 1, 2]
-    assert lib.adnet_dcn_forward_cpu(0, *args) == 0
-    assert lib.adnet_dcn_forward_cpu(2, *args) == -1
+    problem = abi.make_problem("float32", dict(deformable_groups=2), x.shape, om.shape, w.shape, 4)
+    tensors = abi.Tensors(x.ctypes.data, om.ctypes.data, w.ctypes.data, b.ctypes.data, y.ctypes.data)
+    assert lib.adnet_dcn_forward_cpu(ctypes.byref(problem), ctypes.byref(tensors)) == 0
+    problem.dtype = 2
+    assert lib.adnet_dcn_forward_cpu(ctypes.byref(problem), ctypes.byref(tensors)) == -1
     assert "dtype 2 is not supported" in lib.adnet_dcn_last_error().decode()
-    args[3] = None
-    assert lib.adnet_dcn_forward_cpu(0, *args) == -1
+    problem.dtype = 0
+    tensors.bias = None
+    assert lib.adnet_dcn_forward_cpu(ctypes.byref(problem), ctypes.byref(tensors)) == -1
     assert "the bias pointer is null" in lib.adnet_dcn_last_error().decode()
+    problem.x[2] = -1  # a launch needs every dim
+    tensors.bias = b.ctypes.data
+    assert lib.adnet_dcn_forward_cpu(ctypes.byref(problem), ctypes.byref(tensors)) == -1
+    assert "launch dims must be known" in lib.adnet_dcn_last_error().decode()
 
 
 def test_empty_batch_is_a_no_op():
@@ -326,15 +332,27 @@ def test_empty_batch_is_a_no_op():
 
 
 def test_unknown_dims_are_skipped_at_build_time():
-    """The adapter validates with -1 for dynamic dims before shapes are known."""
+    """The adapters validate with -1 for dynamic dims before shapes are known."""
     lib = load_library()
-    dims = lambda *v: (ctypes.c_int64 * 4)(*v)  # noqa: E731
-    assert lib.adnet_dcn_check(1, 1, 1, 8, dims(-1, 64, -1, -1), dims(-1, 216, -1, -1), dims(64, 64, 3, 3), 64) == 0
-    assert lib.adnet_dcn_check(1, 1, 1, 8, dims(-1, 64, -1, -1), dims(-1, 215, -1, -1), dims(64, 64, 3, 3), 64) == -1
-    assert "expected 3*deformable_groups*kh*kw" in lib.adnet_dcn_last_error().decode()
-    assert lib.adnet_dcn_check(1, 1, 1, 8, dims(1, 64, 1 << 24, 2), dims(1, 216, 1 << 24, 2),
-                               dims(64, 64, 3, 3), 64) == -1
+
+    def check(x, om, w=(64, 64, 3, 3), bias=64):
+        return lib.adnet_dcn_check(ctypes.byref(abi.make_problem("float16", {}, x, om, w, bias)))
+
+    assert check((-1, 64, -1, -1), (-1, 216, -1, -1)) == 0
+    assert check((-1, 64, -1, -1), (-1, 215, -1, -1)) == -1
+    assert "expected 216 = 3*deformable_groups*kh*kw" in lib.adnet_dcn_last_error().decode()
+    assert check((1, 64, 1 << 24, 2), (1, 216, 1 << 24, 2)) == -1
     assert "below 2^24" in lib.adnet_dcn_last_error().decode()
+    assert check((1, 64, 20, -1), (1, 216, 19, -1)) == -1  # the offsets' spatial size against the known H
+    assert "spatial size 19x-1 must equal the output size 20x-1" in lib.adnet_dcn_last_error().decode()
+
+
+def test_output_length_is_the_convolution_rule():
+    lib = load_library()
+    for size, k, s, p, d in [(17, 3, 1, 1, 1), (17, 3, 2, 0, 2), (23, 5, 3, 2, 1), (2, 3, 1, 0, 1)]:
+        expected = max((size + 2 * p - d * (k - 1) - 1) // s + 1, 0)
+        assert lib.adnet_dcn_output_length(size, k, s, p, d) == expected
+    assert lib.adnet_dcn_output_length(-1, 3, 1, 1, 1) == -1
 
 
 # ---- fields (what TensorRT's ONNX parser hands the creator) --------------------------------------------------------
@@ -397,21 +415,72 @@ def test_set_field_rejects_with_a_message(name, type_name, value, length, match)
 # ---- CUDA sources compile (no GPU needed) --------------------------------------------------------------------------
 
 def test_nvcc_compiles_the_kernel(tmp_path):
-    nvcc = find_nvcc()
-    if nvcc is None:
+    """`make kernel-objects` with warnings as errors, for one target (the full build is `make kernels` in CI)."""
+    if find_nvcc() is None:
         pytest.skip("nvcc not found (CUDA toolkit not installed): the kernel compile check needs it")
-    contract.main(["--header", str(tmp_path / "include" / "dcnv2_contract.h")])
-    for source in ("dcnv2_kernel.cu", "dcnv2_core.cpp"):
-        cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-Wall,-Wextra,-Werror", "-Werror", "all-warnings",
-               "-gencode", "arch=compute_80,code=sm_80", f"-I{tmp_path / 'include'}", f"-I{DCN_DIR}", "-c",
-               str(DCN_DIR / source), "-o", str(tmp_path / (source + ".o"))]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
+    build.make("kernel-objects", BUILD=str(tmp_path), DCN_WERROR="1",
+               DCN_GENCODE="-gencode arch=compute_80,code=sm_80")
+    assert sorted(p.name for p in (tmp_path / "dcnv2").rglob("*.o")) == ["dcnv2_core.o", "dcnv2_kernel.o"]
 
 
-def test_missing_compiler_is_a_clear_error(monkeypatch):
-    from plugins.dcnv2.cpu import build_library
+def test_missing_compiler_is_a_clear_error(tmp_path):
+    with pytest.raises(PluginBuildError, match="C\\+\\+ compiler 'no-such-compiler-for-adnet' not found"):
+        build.make("twin", BUILD=str(tmp_path), CXX="no-such-compiler-for-adnet")
+    assert issubclass(PluginBuildError, RuntimeError)
 
-    monkeypatch.setenv("CXX", "no-such-compiler-for-adnet")
-    with pytest.raises(RuntimeError, match="C\\+\\+ compiler 'no-such-compiler-for-adnet' not found"):
-        build_library(force=True)
+
+# ---- formats and kernel variants (what the adapters advertise; the fast path's preconditions) -----------------------
+
+def _problem(dtype="float16", c=64, dg=8, k=3, cout=64, h=20, w=30, fields=None, **formats):
+    om = 3 * dg * k * k
+    return abi.make_problem(dtype, dict(deformable_groups=dg, **(fields or {})), (1, c, h, w), (1, om, h, w),
+                            (cout, c, k, k), cout, **formats)
+
+
+def supported(position, **kwargs):
+    return load_library().adnet_dcn_supports(ctypes.byref(_problem(**kwargs)), position) == 1
+
+
+def test_channels_last_is_offered_where_the_fast_path_serves():
+    last = "channels_last"
+    assert supported(0) and supported(0, dtype="float32")  # linear: always
+    assert supported(0, x_format=last)  # ADNet: FP16, C/dg = 8, 3x3
+    assert not supported(0, x_format=last, dtype="float32")
+    assert not supported(0, x_format=last, c=12, dg=1)  # C/dg = 12
+    assert not supported(0, x_format=last, c=64, dg=16)  # C/dg = 4
+    assert not supported(0, x_format=last, k=5)
+    assert supported(0, x_format=last, c=1024, dg=128) and not supported(0, x_format=last, c=1032, dg=129)
+    assert supported(1, x_format=last, offset_mask_format=last)  # 216 offset channels
+    assert not supported(1, x_format=last, offset_mask_format=last, c=64, dg=2)  # 54
+    assert not supported(1, offset_mask_format=last)  # needs channels-last x
+    assert supported(4, x_format=last, y_format=last) and not supported(4, x_format=last, y_format=last, cout=70)
+    assert not supported(4, y_format=last)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x_format="channels_last", variant="v1"), "the v1 kernel reads NCHW only"),
+    (dict(x_format="channels_last", dtype="float32"), "channels-last tensors must be float16"),
+    (dict(x_format="channels_last", c=12, dg=1), "C/deformable_groups a multiple of 8"),
+    (dict(y_format="channels_last"), "need channels-last x"),
+    (dict(x_format="channels_last", offset_mask_format="channels_last", dg=2), "needs a multiple of 8 channels"),
+    # the fast path's own limits: its segment table (C), 16-bit tap positions (dilation), 32-bit offsets
+    (dict(x_format="channels_last", c=1032, dg=129), "channels-last x needs C <= 1024"),
+    (dict(x_format="channels_last", fields=dict(dilation=16384, padding=16384)), "needs dilation <= 16383"),
+    (dict(x_format="channels_last", h=3200, w=3200), "offset_mask_logits 216x3200x3200 has more than 2^31-1 elements"),
+])
+def test_format_and_variant_errors_name_the_fix(kwargs, match):
+    lib = load_library()
+    assert lib.adnet_dcn_check(ctypes.byref(_problem(**kwargs))) == -1
+    assert match in lib.adnet_dcn_last_error().decode()
+    assert lib.adnet_dcn_check(ctypes.byref(_problem(x_format="channels_last", variant="v2"))) == 0
+
+
+def test_cuda_binding_reads_formats_from_strides_and_lists_the_variants():
+    from plugins.dcnv2 import cuda
+
+    assert cuda.VARIANTS == ("v1", "v2")
+    x = torch.zeros(2, 16, 5, 7)
+    assert cuda.tensor_format(x) == "linear"
+    assert cuda.tensor_format(x.to(memory_format=torch.channels_last)) == "channels_last"
+    with pytest.raises(ValueError, match="dense NCHW or channels-last"):
+        cuda.tensor_format(x[:, :, :, ::2])
