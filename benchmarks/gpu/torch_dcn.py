@@ -1,19 +1,15 @@
 """Our CUDA kernels called on device arrays (torch CUDA tensors), and ADNet with them in place of export.dcn's DCN op.
 
-Through plugins/dcnv2/cuda.py only (load_kernels, and its `forward` where the kernels library has the Problem ABI):
-no torch extension to compile. A call runs on the stream it is given, by default the current torch stream, so it
+Through plugins/dcnv2/cuda.py only (load_kernels, forward): no torch extension to compile. A call runs on the stream it is given, by default the current torch stream, so it
 composes with torch's streams and CUDA graph capture.
 
-    kernel = kernels(load_kernels(path))[0][1]       # one per variant: plugins.dcnv2.cuda.VARIANTS, else ("v1",)
+    kernel = kernels(load_kernels(path))[0][1]       # one per variant: plugins.dcnv2.cuda.VARIANTS
     y = kernel(x, offset_mask_logits, weight, bias, stride=1, padding=1, dilation=1, deformable_groups=8)
     with our_dcn(net, best_kernel(lib)): net(x1, x2, x3)    # every DCNPack runs the kernel on conv_offset_mask's output
 
 A device array is anything with data_ptr(), shape, stride() and dtype (torch.float16 or a numpy dtype name): torch
 tensors, or sanitizer_case's raw driver buffers. Dense NCHW everywhere; channels-last (NHWC) x, offset_mask and y
 where the library's fast path takes them (`Kernel.channels_last`).
-
-Two generations of the kernels library: the Problem ABI (plugins.dcnv2.cuda.forward: variants, formats) and the
-first positional ABI (adnet_dcn_forward_cuda with 19 arguments: v1, NCHW only), where cuda.py has no `forward`.
 """
 from __future__ import annotations
 
@@ -22,8 +18,6 @@ import ctypes
 from typing import Any, Iterator, Optional
 
 __all__ = ["KernelError", "Kernel", "variants", "kernels", "best_kernel", "our_dcn", "is_channels_last"]
-
-DTYPE_CODES = {"float32": 0, "float16": 1}  # DataType of dcnv2_core.h
 
 
 class KernelError(RuntimeError):
@@ -37,8 +31,8 @@ def _cuda():
 
 
 def variants() -> tuple[str, ...]:
-    """The kernel variants the kernels library offers (plugins.dcnv2.cuda.VARIANTS, else the one v1)."""
-    return tuple(getattr(_cuda(), "VARIANTS", ("v1",)))
+    """The kernel variants the kernels library offers (plugins.dcnv2.cuda.VARIANTS)."""
+    return tuple(_cuda().VARIANTS)
 
 
 def _dtype_name(array: Any) -> str:
@@ -69,12 +63,11 @@ class Kernel:
 
     def __init__(self, lib: Optional[ctypes.CDLL], variant: str):
         self.lib, self.variant = lib, variant
-        self._forward = getattr(_cuda(), "forward", None)
 
     @property
     def channels_last(self) -> bool:
         """Whether this variant takes channels-last x (the fast path: FP16, C/dg a multiple of 8, 3x3)."""
-        return self._forward is not None and self.variant != "v1"
+        return self.variant != "v1"
 
     def launch(self, x, offset_mask, weight, bias, out, *, stride: int, padding: int, dilation: int,
                deformable_groups: int, stream: Any = None) -> None:
@@ -82,7 +75,7 @@ class Kernel:
         stream or a raw cudaStream_t; default the current torch stream)."""
         arrays = (x, offset_mask, weight, bias, out)
         names = {_dtype_name(a) for a in arrays}
-        if len(names) != 1 or not names <= set(DTYPE_CODES):
+        if len(names) != 1 or not names <= {"float32", "float16"}:
             raise KernelError(f"AdnetDCNv2 kernel: all tensors float32 or all float16, got {sorted(names)}")
         if any(getattr(a, "is_cuda", True) is False for a in arrays):
             raise KernelError("AdnetDCNv2 kernel: every tensor must be in CUDA memory")
@@ -92,21 +85,10 @@ class Kernel:
             stream = torch.cuda.current_stream()
         handle = getattr(stream, "cuda_stream", stream)
         fields = dict(stride=stride, padding=padding, dilation=dilation, deformable_groups=deformable_groups)
-        if self._forward is not None:
-            try:
-                self._forward(self.lib, *arrays, **fields, variant=self.variant, stream=handle)
-            except Exception as exc:  # PluginArgumentError / PluginError: the core's or CUDA's message
-                raise KernelError(str(exc)) from exc
-            return
-        if not all(_dense_nchw(a) for a in arrays):
-            raise KernelError("AdnetDCNv2 kernel: this kernels library takes dense NCHW tensors only")
-        n, c, h, w = tuple(x.shape)
-        cout, _, kh, kw = tuple(weight.shape)
-        status = self.lib.adnet_dcn_forward_cuda(DTYPE_CODES[names.pop()], *(a.data_ptr() for a in arrays), n, c, h,
-                                                 w, cout, kh, kw, stride, padding, dilation, deformable_groups, None,
-                                                 handle)
-        if status != 0:
-            raise KernelError(self.lib.adnet_dcn_last_error().decode(errors="replace"))
+        try:
+            _cuda().forward(self.lib, *arrays, **fields, variant=self.variant, stream=handle)
+        except Exception as exc:  # PluginArgumentError / PluginError: the core's or CUDA's message
+            raise KernelError(str(exc)) from exc
 
     def __call__(self, x, offset_mask, weight, bias, *, stride: int = 1, padding: int = 1, dilation: int = 1,
                  deformable_groups: int = 8):
@@ -136,9 +118,8 @@ def kernels(lib: ctypes.CDLL) -> list[tuple[str, Kernel]]:
 
 
 def best_kernel(lib: ctypes.CDLL) -> Kernel:
-    """What the TensorRT plugin would run for the same tensors ("best", with the Problem ABI), else v1."""
-    kernel = Kernel(lib, "best")
-    return kernel if kernel._forward is not None else Kernel(lib, "v1")
+    """What the TensorRT plugin would run for the same tensors ("best")."""
+    return Kernel(lib, "best")
 
 
 @contextlib.contextmanager

@@ -218,7 +218,7 @@ def test_kernel_variants_come_from_plugins_cuda():
     from plugins.dcnv2 import cuda
 
     found = torch_dcn.kernels(lib=None)
-    assert [v for v, _ in found] == list(getattr(cuda, "VARIANTS", ("v1",))) == list(torch_dcn.variants())
+    assert [v for v, _ in found] == list(cuda.VARIANTS) == list(torch_dcn.variants())
     assert all(isinstance(k, torch_dcn.Kernel) and k.variant == v for v, k in found)
     assert not dict(found)["v1"].channels_last  # v1 takes dense NCHW only
     best = torch_dcn.best_kernel(lib=None)
