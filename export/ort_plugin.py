@@ -20,7 +20,6 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from export.surgery import PLUGIN_DOMAIN
 from plugins.dcnv2 import contract
 
 __all__ = ["session", "with_fp16_twin"]
@@ -104,7 +103,7 @@ def session(model: Union[str, Path, onnx.ModelProto], threads: int = 0) -> ort.I
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    uses_plugin = any(n.op_type == contract.PLUGIN_NAME and n.domain == PLUGIN_DOMAIN for n in proto.graph.node)
+    uses_plugin = any(n.op_type == contract.PLUGIN_NAME and n.domain == contract.PLUGIN_DOMAIN for n in proto.graph.node)
     if uses_plugin:
         options.register_custom_ops_library(_register())
         proto = with_fp16_twin(proto)

@@ -29,9 +29,7 @@ from plugins.dcnv2 import contract
 
 __all__ = ["PLUGIN_DOMAIN", "SurgeryError", "replace_deform_convs", "surgery", "main"]
 
-# TensorRT's ONNX parser finds plugins by op_type + plugin_version + plugin_namespace and ignores the domain;
-# ONNX Runtime's Python custom ops (used to run this graph on CPU in CI) live in this domain.
-PLUGIN_DOMAIN = "ai.onnx.contrib"
+PLUGIN_DOMAIN = contract.PLUGIN_DOMAIN
 
 
 class SurgeryError(PipelineError):
@@ -96,14 +94,15 @@ def _plugin_node(node: gs.Node, index: int) -> gs.Node:
         raise SurgeryError(f"{where}: group={node.attrs['group']}; AdnetDCNv2 supports group=1 only")
     logits = _thirds(offset, mask, where)
     kh, kw = (weight.shape[2], weight.shape[3]) if weight.shape else (None, None)
-    attrs = {
-        "plugin_version": contract.PLUGIN_VERSION,
-        "plugin_namespace": contract.PLUGIN_NAMESPACE,
-        "stride": _symmetric(node.attrs.get("strides", [1, 1]), "strides", where),
-        "padding": _symmetric(node.attrs.get("pads", [0, 0, 0, 0]), "pads", where),
-        "dilation": _symmetric(node.attrs.get("dilations", [1, 1]), "dilations", where),
-        "deformable_groups": int(node.attrs.get("offset_group", 1)),
+    # DeformConv attributes (with ONNX's defaults) -> the contract's fields, in the contract's order.
+    from_onnx = {
+        "stride": lambda: _symmetric(node.attrs.get("strides", [1, 1]), "strides", where),
+        "padding": lambda: _symmetric(node.attrs.get("pads", [0, 0, 0, 0]), "pads", where),
+        "dilation": lambda: _symmetric(node.attrs.get("dilations", [1, 1]), "dilations", where),
+        "deformable_groups": lambda: int(node.attrs.get("offset_group", 1)),
     }
+    attrs = {"plugin_version": contract.PLUGIN_VERSION, "plugin_namespace": contract.PLUGIN_NAMESPACE}
+    attrs.update((name, from_onnx[name]()) for name, _ in contract.FIELDS)
     if kh is not None and kh != kw:
         raise SurgeryError(f"{where}: kernel {kh}x{kw}; AdnetDCNv2 expects a square kernel")
     if bias.name == "":

@@ -18,6 +18,9 @@ from pathlib import Path
 PLUGIN_NAME = "AdnetDCNv2"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "adnet"
+# ONNX domain of the AdnetDCNv2 nodes. TensorRT's ONNX parser finds plugins by op_type + plugin_version +
+# plugin_namespace and ignores the domain; ONNX Runtime's Python custom ops (the CPU twin in CI) live in this one.
+PLUGIN_DOMAIN = "ai.onnx.contrib"
 
 # Integer fields in serialisation order, with the defaults of ADNet's DCN_sep layers.
 FIELDS: tuple[tuple[str, int], ...] = (
