@@ -1,0 +1,162 @@
+"""Real parts: Debian's HAProxy (deploy/balancer/haproxy.py) balancing gRPC requests over two real CPU tritonservers
+and failing over when one is killed; the gpu overlay's readiness canary (the exact curl command of the rendered
+manifest) against a real Triton, passing on a healthy model and failing on one whose python stub died while
+Triton's own readiness still says ready (docs/design.md §5)."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from client import contract as client_contract
+from deploy import check, contract
+from deploy.balancer.haproxy import HaproxyBalancer, Replica, check_config
+from model_repository.server import TritonServer, free_port, stage_cpu_repository
+
+needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").is_file(),
+                                   reason="haproxy not installed: `make setup` installs it (Debian, as root)")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed (the canary probe uses it)")
+
+
+def start_replica(onnx, stage, name):
+    repo = stage_cpu_repository(onnx, stage)
+    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)
+    server.start()
+    replica = Replica(name, "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"],
+                      free_port())
+    return server, replica
+
+
+@pytest.fixture(scope="module")
+def replicas(graphs, tmp_path_factory):
+    started = []
+    try:
+        for i in range(2):
+            started.append(start_replica(graphs.path("pipeline"), tmp_path_factory.mktemp(f"replica{i}"), f"r{i}"))
+        yield started
+    finally:
+        for server, _ in started:
+            server.stop()
+
+
+@pytest.fixture
+def victim(graphs, tmp_path):
+    server, replica = start_replica(graphs.path("pipeline"), tmp_path / "victim", "victim")
+    yield server, replica
+    server.stop()
+
+
+def inputs(rng, h=16, w=24):
+    ldr = rng.integers(0, 256, (1, client_contract.NUM_FRAMES, h, w, client_contract.NUM_COLORS), dtype=np.uint8)
+    ev = np.array([[-2.0, 0.0, 2.0]], dtype=np.float32) + rng.normal(0, 0.2, (1, 3)).astype(np.float32)
+    tensors = [grpcclient.InferInput(client_contract.INPUT_LDR, ldr.shape, "UINT8"),
+               grpcclient.InferInput(client_contract.INPUT_EV, ev.shape, "FP32")]
+    tensors[0].set_data_from_numpy(ldr)
+    tensors[1].set_data_from_numpy(ev)
+    return tensors
+
+
+def infer(url, tensors):
+    with grpcclient.InferenceServerClient(url) as client:
+        return client.infer(client_contract.MODEL_NAME, tensors).as_numpy(client_contract.OUTPUT_HDR)
+
+
+def successes(server):
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics(client_contract.MODEL_NAME)
+    return stats.model_stats[0].inference_stats.success.count
+
+
+def canary_command(tmp_path, http_port):
+    """The gpu overlay's readiness probe, pointed at a local server: the rendered ConfigMap's file, the test port."""
+    resources = check.resources(check.render(check.OVERLAYS["gpu"]))
+    (configmap,) = [r for r in resources if r["kind"] == "ConfigMap"]
+    (deployment,) = [r for r in resources if r["kind"] == "Deployment"]
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    body = tmp_path / "canary.json"
+    body.write_text(configmap["data"]["canary.json"])
+    url = f"127.0.0.1:{contract.PORTS['http']}/"
+    return [f"@{body}" if arg.startswith("@") else arg.replace(url, f"127.0.0.1:{http_port}/") for arg in command]
+
+
+def kill_python_stubs(server):
+    """SIGKILL the python backend stubs of `server` (the model dies; tritonserver itself goes on)."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != server.process.pid:
+                continue
+            if b"triton_python_backend_stub" in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (ProcessLookupError, PermissionError, FileNotFoundError):
+            continue
+    return killed
+
+
+@needs_haproxy
+def test_example_config_is_accepted_by_haproxy():
+    check_config(contract.DEPLOY / "balancer" / "haproxy.example.cfg")
+
+
+@needs_haproxy
+def test_balancer_spreads_grpc_requests_round_robin(replicas, tmp_path):
+    rng = np.random.default_rng()
+    servers = [server for server, _ in replicas]
+    with HaproxyBalancer([r for _, r in replicas], listen_port=free_port(), stage=tmp_path, check="triton") as lb:
+        lb.wait_until_up(15)
+        before = [successes(s) for s in servers]
+        for _ in range(4):
+            tensors = inputs(rng)
+            through_balancer = [infer(lb.grpc_url, tensors) for _ in range(2)]
+            direct = infer(servers[0].grpc_url, tensors)
+            for hdr in through_balancer:
+                np.testing.assert_array_equal(hdr, direct)
+        stats = lb.server_stats()
+    # Triton's own counters (not HAProxy's): 8 requests over one client connection, 4 each (+ 4 direct on r0).
+    assert [successes(s) - b for s, b in zip(servers, before)] == [4 + 4, 4]
+    assert [int(stats[r.name]["hrsp_2xx"]) for _, r in replicas] == [4, 4]
+
+
+@needs_curl
+def test_gpu_canary_passes_on_a_healthy_model(replicas, tmp_path):
+    server, replica = replicas[0]
+    result = subprocess.run(canary_command(tmp_path, replica.http), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_haproxy
+@needs_curl
+def test_canary_sees_a_dead_model_and_the_balancer_fails_over_a_dead_replica(replicas, victim, tmp_path):
+    server, replica = victim
+    assert kill_python_stubs(server) >= 1
+    ready = f"http://127.0.0.1:{replica.http}/v2/models/{contract.MODEL_NAME}/ready"
+    deadline = time.monotonic() + 10
+    while True:  # the canary fails once Triton notices the stub is gone
+        result = subprocess.run(canary_command(tmp_path, replica.http), capture_output=True, text=True, timeout=30)
+        if result.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 22, result.stderr  # curl --fail: HTTP error status
+    assert urllib.request.urlopen(ready, timeout=5).status == 200  # what a plain readiness probe would have seen
+
+    healthy_server, healthy = replicas[0]
+    with HaproxyBalancer([healthy, replica], listen_port=free_port(), stage=tmp_path / "lb", check="triton") as lb:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        before = successes(healthy_server)
+        rng = np.random.default_rng()
+        for _ in range(6):  # each answered: refused connections to the dead replica are redispatched
+            assert infer(lb.grpc_url, inputs(rng)).shape == (1, 16, 24, 3)
+        assert successes(healthy_server) - before == 6
+        deadline = time.monotonic() + 10
+        while lb.server_stats()["victim"]["status"] != "DOWN":
+            assert time.monotonic() < deadline, lb.server_stats()["victim"]
+            time.sleep(0.2)
