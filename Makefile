@@ -21,12 +21,28 @@ EXPORT_SRC := $(addprefix export/,adnet.py dcn.py checkpoint.py errors.py pipeli
 EXPORT_ARGS = $(if $(CKPT),--checkpoint $(CKPT)) --ldr-dtype $(LDR_DTYPE)
 ONNX_FILES := $(BUILD)/adnet.onnx $(BUILD)/adnet_fp16.onnx $(BUILD)/adnet_dcn_plugin.onnx $(BUILD)/adnet_dcn_plugin_fp16.onnx
 
-.PHONY: help setup test demo clean onnx serve FORCE
+.PHONY: help setup setup-debian test demo clean onnx serve deploy-check FORCE
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) $(RTX_LINK) ## Create .venv with the pinned CPU dependencies (idempotent)
+setup: $(STAMP) $(RTX_LINK) setup-debian ## Create .venv with the pinned CPU dependencies, haproxy + promtool from Debian (idempotent)
+
+# Debian packages for the deployment checks: HAProxy balances gRPC over local replicas (deploy/balancer), promtool
+# (package prometheus; the server is not started) evaluates the autoscaling query. Installed when missing and apt-get
+# can run as root; otherwise the tests that need them skip and say so.
+DEBIAN_TOOLS := haproxy:haproxy promtool:prometheus
+setup-debian:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do tool=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$tool >/dev/null || test -x /usr/sbin/$$tool || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	  { echo "setup: apt-get could not install$$missing"; exit 1; }; \
+	  echo "setup: installed$$missing from Debian"; \
+	else echo "setup: missing Debian packages$$missing and apt-get needs root: install them for the deployment checks"; fi
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -72,6 +88,9 @@ serve: $(STAMP) $(if $(GPU),,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: 
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
 	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \
 		--grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+deploy-check: $(STAMP) ## Render the Kubernetes overlays (kubectl kustomize) and validate them strictly, offline
+	$(PY) -m deploy.check
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf build out .pytest_cache
