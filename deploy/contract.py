@@ -5,14 +5,15 @@ client/contract.py, the Triton ports are the defaults of model_repository.server
 model_repository.server.NGC_TRITON_TAG, the request limits are client/contract.py's and the configs'. The one new
 value is the CPU server manager's health port and paths (the block below), which the manifests rely on.
 
-tests/deploy/test_manifests.py renders every overlay and checks each contract-carrying field against this module;
-the files that are pure data derived from it (the GPU canary request, the example balancer config) are written by
-`python -m deploy.generate` and checked for drift.
+The files that are pure functions of it (both server command lines, the GPU canary request, the example balancer
+config) are written by `python -m deploy.generate` and checked for drift; tests/deploy/test_manifests.py renders
+every overlay and checks the hand-written fields that carry a contract value against this module.
 """
 from __future__ import annotations
 
 import inspect
 import json
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -52,6 +53,9 @@ RESTRICTED = server.RESTRICTED
 IMAGE_PROJECT_ROOT = "/opt/adnet"
 CPU_ONNX_IN_IMAGE = f"{IMAGE_PROJECT_ROOT}/model/adnet.onnx"
 PLUGIN_FILE = "libadnet_plugins.so"
+# The admin token Secret, mounted as a file in the cpu pod (the manager reads it; nothing else sees it).
+ADMIN_TOKEN_FILE = "/etc/adnet/admin-token/token"
+EXIT_TIMEOUT_S = 30  # tritonserver's wait for requests in flight on SIGTERM, in the gpu pod
 
 # The python backend moves each executed batch through shared memory (/dev/shm): at most the largest batch of the
 # largest frame the CPU model admits (max_pixels), LDR in the widest type (FP16) plus the HDR output.
@@ -74,6 +78,22 @@ def largest_batch_bytes() -> int:
     return batch * pixels * contract.NUM_COLORS * (contract.NUM_FRAMES * _LDR_ITEM + _HDR_ITEM)
 
 
+def gpu_triton_args() -> list[str]:
+    """tritonserver's arguments in the gpu pod: those of server.docker_command() (model repository at /models,
+    the plugin under /plugins, the restricted endpoints with the token that the kubelet expands from the pod's
+    ADMIN_TOKEN variable), plus the ports and what a pod needs: load everything at start, readiness only when every
+    model is ready, a bounded wait for requests in flight on SIGTERM."""
+    words = shlex.split(server.docker_command(admin_token="$(ADMIN_TOKEN)"))
+    return (words[words.index("tritonserver") + 1:] + [f"--{name}-port={port}" for name, port in PORTS.items()]
+            + ["--model-control-mode=none", "--strict-readiness=true", f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
+
+
+def cpu_manager_args() -> list[str]:
+    """The server manager's arguments in the cpu pod."""
+    return (["--host=0.0.0.0"] + [f"--{name}-port={port}" for name, port in PORTS_WITH_HEALTH.items()]
+            + [f"--onnx={CPU_ONNX_IN_IMAGE}", f"--admin-token-file={ADMIN_TOKEN_FILE}"])
+
+
 def canary_request(side: int = contract.MIN_SIDE) -> dict:
     """Triton KServe-v2 JSON inference request for the smallest frame the model admits (a synthetic scene with a
     fixed seed, so the committed file regenerates byte for byte). The GPU readiness probe POSTs it."""
@@ -88,6 +108,9 @@ def canary_request(side: int = contract.MIN_SIDE) -> dict:
              "data": ev.ravel().tolist()},
         ],
         "outputs": [{"name": contract.OUTPUT_HDR}],
+        # Triton's highest priority: where the config has priority levels the canary goes ahead of queued work (a
+        # busy model is not a dead one); where it has none, Triton ignores it.
+        "parameters": {"priority": 1},
     }
 
 

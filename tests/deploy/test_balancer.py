@@ -2,6 +2,7 @@
 and failing over when one is killed; the gpu overlay's readiness canary (the exact curl command of the rendered
 manifest) against a real Triton, passing on a healthy model and failing on one whose python stub died while
 Triton's own readiness still says ready (docs/design.md §5)."""
+import inspect
 import os
 import shutil
 import signal
@@ -25,8 +26,12 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not i
 
 
 def start_replica(onnx, stage, name):
+    """A plain, unsupervised tritonserver: what a gpu pod runs (no manager restarts a dead model), and no manager
+    canaries in the request counts."""
     repo = stage_cpu_repository(onnx, stage)
-    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)
+    unsupervised = {"watchdog": False} if "watchdog" in inspect.signature(TritonServer).parameters else {}
+    server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage,
+                          **unsupervised)
     server.start()
     replica = Replica(name, "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"],
                       free_port())
@@ -68,8 +73,10 @@ def infer(url, tensors):
 
 
 def successes(server):
+    # Statistics may be a restricted endpoint: send the server's token when it has one.
+    headers = {client_contract.GRPC_ADMIN_HEADER: server.admin_token} if server.admin_token else None
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        stats = client.get_inference_statistics(client_contract.MODEL_NAME)
+        stats = client.get_inference_statistics(client_contract.MODEL_NAME, headers=headers)
     return stats.model_stats[0].inference_stats.success.count
 
 

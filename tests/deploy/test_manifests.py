@@ -154,6 +154,8 @@ def test_gpu_canary_is_the_smallest_valid_request_of_the_gpu_config(manifests):
                                 "config.pbtxt").read_text(), mc.ModelConfig())
     assert [i["name"] for i in canary["inputs"]] == [i.name for i in config.input]
     assert [o["name"] for o in canary["outputs"]] == [o.name for o in config.output]
+    # Triton's highest priority, a level of the config where it has levels.
+    assert canary["parameters"]["priority"] == 1 <= max(config.dynamic_batching.priority_levels, 1)
     for tensor, declared in zip(canary["inputs"], config.input):
         assert "TYPE_" + tensor["datatype"] == mc.DataType.Name(declared.data_type)
         batch, *dims = tensor["shape"]
@@ -172,37 +174,51 @@ def test_gpu_plugin_and_repository_come_from_the_model_image(manifests):
     spec = pod_spec(manifests["gpu"])
     container = server_container(manifests["gpu"])
     args = flags(container)
-    mounts = {m["name"]: m for m in container["volumeMounts"]}
-    repository = mounts["repository"]["mountPath"]
-    assert mounts["repository"]["readOnly"] is True
-    assert args["backend-config"] == f"tensorrt,plugins={repository}/plugins/{contract.PLUGIN_FILE}"
-    assert args["model-repository"] == f"{repository}/models"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    plugin_dir, plugin_file = args["backend-config"].removeprefix("tensorrt,plugins=").rsplit("/", 1)
+    assert plugin_file == contract.PLUGIN_FILE
+    for path, sub in ((args["model-repository"], "models"), (plugin_dir, "plugins")):
+        assert mounts[path]["name"] == "repository" and mounts[path]["subPath"] == sub and mounts[path]["readOnly"]
     (init,) = spec["initContainers"]
-    assert init["command"][-1] == repository + "/"
-    assert {m["mountPath"] for m in init["volumeMounts"]} == {repository}
+    (init_mount,) = [m["mountPath"] for m in init["volumeMounts"] if m["name"] == "repository"]
+    assert init["command"] == ["cp", "-R", "/artifacts/models", "/artifacts/plugins", init_mount + "/"]
     copies = dict(line.split()[1:3] for line in MODEL_DOCKERFILE.read_text().splitlines() if line.startswith("COPY "))
     assert copies["build/libadnet_plugins.so"] == f"/artifacts/plugins/{contract.PLUGIN_FILE}"
-    assert copies[f"model_repository/gpu/{contract.MODEL_NAME}/config.pbtxt"] == \
-        f"/artifacts/models/{contract.MODEL_NAME}/config.pbtxt"
+    model = f"model_repository/gpu/{contract.MODEL_NAME}"
+    assert copies[f"{model}/config.pbtxt"] == f"/artifacts/models/{contract.MODEL_NAME}/config.pbtxt"
+    assert copies[f"{model}/1/model.plan"] == f"/artifacts/models/{contract.MODEL_NAME}/1/model.plan"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
-@pytest.mark.parametrize("overlay", sorted(check.OVERLAYS))
-def test_restricted_endpoints_take_the_token_from_a_secret(manifests, overlay):
-    container = server_container(manifests[overlay])
-    (env,) = [e for e in container["env"] if e["name"] == "ADMIN_TOKEN"]
+def test_gpu_command_line_is_the_one_of_docker_command(manifests):
+    from model_repository.server import docker_command
+
+    args = server_container(manifests["gpu"])["args"]
+    assert args == contract.gpu_triton_args()
+    for word in docker_command(admin_token="$(ADMIN_TOKEN)").split(" tritonserver ", 1)[1].split():
+        assert word in args
+
+
+def test_restricted_endpoints_take_the_token_from_a_secret(manifests):
+    gpu = server_container(manifests["gpu"])
+    (env,) = [e for e in gpu["env"] if e["name"] == "ADMIN_TOKEN"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "adnet-admin-token", "key": "token"}
-    args = flags(container)
-    if overlay == "gpu":
-        rule = f"{contract.RESTRICTED}:{contract.ADMIN_HEADER}=$(ADMIN_TOKEN)"
-        assert args["grpc-restricted-protocol"] == args["http-restricted-api"] == rule
-    else:
-        assert args["admin-token"] == "$(ADMIN_TOKEN)"
+    rule = f"{contract.RESTRICTED}:{contract.ADMIN_HEADER}=$(ADMIN_TOKEN)"
+    assert flags(gpu)["grpc-restricted-protocol"] == flags(gpu)["http-restricted-api"] == rule
+    cpu = server_container(manifests["cpu"])
+    assert "env" not in cpu  # the manager reads the token from the mounted Secret, not from its environment
+    (volume,) = [v for v in pod_spec(manifests["cpu"])["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "adnet-admin-token"
+    (mount,) = [m for m in cpu["volumeMounts"] if m["name"] == volume["name"]]
+    folder, key = contract.ADMIN_TOKEN_FILE.rsplit("/", 1)
+    assert mount["mountPath"] == folder and key == "token"
+    assert flags(cpu)["admin-token-file"] == contract.ADMIN_TOKEN_FILE
 
 
 def test_cpu_overlay_runs_the_manager_of_the_contract(manifests):
     container = server_container(manifests["cpu"])
     assert container["command"] == ["python", "-m", contract.MANAGER_MODULE]
+    assert container["args"] == contract.cpu_manager_args()
     args = flags(container)
     assert args["host"] == "0.0.0.0" and args["onnx"] == contract.CPU_ONNX_IN_IMAGE
     for probe, path in (("startupProbe", contract.READY_PATH), ("readinessProbe", contract.READY_PATH),
@@ -218,9 +234,9 @@ def test_cpu_manager_accepts_the_overlay_arguments(manifests):
     assert result.returncode == 0, result.stderr
     used = {arg.split("=", 1)[0] for arg in server_container(manifests["cpu"])["args"]}
     missing = sorted(flag for flag in used if flag not in result.stdout)
-    if missing == ["--health-port"]:
-        pytest.skip("model_repository.server has no --health-port yet: the serving work adds the manager's "
-                    "/ready and /live endpoint that the cpu overlay's probes use")
+    if missing and set(missing) <= {"--health-port", "--admin-token-file"}:
+        pytest.skip(f"model_repository.server has no {' '.join(missing)} yet: the serving work adds the manager's "
+                    "/ready and /live endpoint and its token file, which the cpu overlay uses")
     assert missing == []
 
 
