@@ -28,6 +28,16 @@ help: ## List the targets
 
 setup: $(STAMP) $(RTX_LINK) setup-debian ## Create .venv with the pinned CPU dependencies, haproxy + promtool from Debian (idempotent)
 
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+	@echo "setup: $(VENV) is ready"
+
+# Order-only: (re)made when missing or dangling, not whenever the stamp is newer than the library.
+$(RTX_LINK): | $(STAMP)
+	$(PY) -m export.trt_compat --link-rtx $(RTX_LINK_DIR)
+
 # Debian packages for the deployment checks: HAProxy balances gRPC over local replicas (deploy/balancer), promtool
 # (package prometheus; the server is not started) evaluates the autoscaling query. Installed when missing and apt-get
 # can run as root; otherwise the tests that need them skip and say so.
@@ -43,16 +53,6 @@ setup-debian:
 	  { echo "setup: apt-get could not install$$missing"; exit 1; }; \
 	  echo "setup: installed$$missing from Debian"; \
 	else echo "setup: missing Debian packages$$missing and apt-get needs root: install them for the deployment checks"; fi
-
-$(STAMP): requirements.txt
-	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
-	@touch $@
-	@echo "setup: $(VENV) is ready"
-
-# Order-only: (re)made when missing or dangling, not whenever the stamp is newer than the library.
-$(RTX_LINK): | $(STAMP)
-	$(PY) -m export.trt_compat --link-rtx $(RTX_LINK_DIR)
 
 test: $(STAMP) $(RTX_LINK) ## Run the CPU test suite (includes real TensorRT-RTX engine builds)
 	$(RTX_ENV) $(PY) -m pytest $(PYTEST_ARGS)

@@ -81,7 +81,7 @@ def haproxy_config(replicas: Sequence[Replica], listen_host: str, listen_port: i
     servers = "\n".join(f"    server {r.name} {r.host}:{r.grpc} proto h2 check check-proto h1 port {r.port(port_key)}"
                          for r in replicas)
     return f"""\
-# HAProxy for gRPC to {len(replicas)} Triton replica(s) of `{contract.MODEL_NAME}`; written by deploy/balancer/haproxy.py.
+# HAProxy: gRPC to {len(replicas)} Triton replica(s) of `{contract.MODEL_NAME}`; from deploy/balancer/haproxy.py.
 global
     log stdout format raw local0 notice
     maxconn 4096

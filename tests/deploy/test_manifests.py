@@ -316,3 +316,39 @@ def test_cpu_dockerfile_installs_the_serving_pins_of_requirements_txt(manifests)
     assert int(user) == pod_spec(manifests["cpu"])["securityContext"]["runAsUser"]
     (exposed,) = re.findall(r"^EXPOSE (.+)$", dockerfile, re.M)
     assert sorted(map(int, exposed.split())) == sorted(contract.PORTS_WITH_HEALTH.values())
+
+
+# Import names of the requirements.txt packages the CPU image leaves out (a new pin must be placed here or in the
+# Dockerfile's list: the test below fails otherwise).
+LEFT_OUT_OF_CPU_IMAGE = {"torch": "torch", "onnxscript": "onnxscript",
+                         "onnxruntime-extensions": "onnxruntime_extensions", "onnx-graphsurgeon": "onnx_graphsurgeon", "polygraphy": "polygraphy",
+                         "opencv-python-headless": "cv2", "tqdm": "tqdm", "matplotlib": "matplotlib",
+                         "tensorrt-rtx-cu13": "tensorrt_rtx", "kubernetes-validate": "kubernetes_validate",
+                         "PyYAML": "yaml", "pytest": "pytest"}
+
+
+def test_cpu_image_code_imports_nothing_the_image_leaves_out():
+    pattern = re.findall(r"grep -E '([^']+)'", CPU_DOCKERFILE.read_text())[0]
+    pins = [line.split("#")[0].strip() for line in (contract.ROOT / "requirements.txt").read_text().splitlines()]
+    pins = [p for p in pins if p]
+    outside = {re.split(r"[\[=<>]", p)[0] for p in pins if not re.match(pattern, p)}
+    assert outside == set(LEFT_OUT_OF_CPU_IMAGE), "place each new requirement in the CPU image or in the list"
+    model_py = contract.ROOT / "model_repository" / "cpu" / contract.MODEL_NAME / "1" / "model.py"
+    probe = f"""
+import ast, importlib, importlib.abc, sys
+blocked = {sorted(LEFT_OUT_OF_CPU_IMAGE.values())!r}
+class LeftOut(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"{{name}} is not in the CPU image (deploy/docker/cpu.Dockerfile)")
+sys.meta_path.insert(0, LeftOut())
+import {contract.MANAGER_MODULE}
+for node in ast.walk(ast.parse(open({str(model_py)!r}).read())):
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else \\
+        [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+    for name in names:
+        if name != "triton_python_backend_utils":  # the python backend provides it
+            importlib.import_module(name)
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=contract.ROOT)
+    assert result.returncode == 0, result.stderr
