@@ -10,7 +10,8 @@
 # the cpu overlay. Pin the base image by digest in your own build (FROM python:3.11.7-slim-bookworm@sha256:...).
 FROM python:3.11.7-slim-bookworm
 
-# What `ldd` lists outside the wheels' own bundled libraries (tritonserver, the python backend stub, ONNX Runtime).
+# What `ldd` lists outside the wheels' own bundled libraries (tritonserver, the python backend stub, ONNX Runtime,
+# OpenCV).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libexpat1 libstdc++6 zlib1g \
  && rm -rf /var/lib/apt/lists/*
@@ -18,9 +19,10 @@ RUN apt-get update \
 # uid/gid 1000: the pod's securityContext (runAsNonRoot).
 RUN groupadd --gid 1000 adnet && useradd --uid 1000 --gid 1000 --no-create-home --shell /usr/sbin/nologin adnet
 
-# The serving subset of requirements.txt at its exact pins: no torch, no export or engine stack.
+# The serving subset of requirements.txt at its exact pins: no torch, no export or engine stack. The manager
+# imports the client library (channel arguments, the canary), which brings tqdm and OpenCV (image I/O).
 COPY requirements.txt /tmp/requirements.txt
-RUN grep -E '^(numpy|protobuf|onnx|onnxruntime|tritonclient\[grpc\]|setuptools|nvidia-pytriton)==' \
+RUN grep -E '^(numpy|protobuf|onnx|onnxruntime|tritonclient\[grpc\]|setuptools|nvidia-pytriton|tqdm|opencv-python-headless)==' \
         /tmp/requirements.txt > /tmp/serve-requirements.txt \
  && pip install --no-cache-dir --disable-pip-version-check -r /tmp/serve-requirements.txt \
  && rm /tmp/requirements.txt /tmp/serve-requirements.txt

@@ -321,8 +321,8 @@ def test_cpu_dockerfile_installs_the_serving_pins_of_requirements_txt(manifests)
 # Import names of the requirements.txt packages the CPU image leaves out (a new pin must be placed here or in the
 # Dockerfile's list: the test below fails otherwise).
 LEFT_OUT_OF_CPU_IMAGE = {"torch": "torch", "onnxscript": "onnxscript",
-                         "onnxruntime-extensions": "onnxruntime_extensions", "onnx-graphsurgeon": "onnx_graphsurgeon", "polygraphy": "polygraphy",
-                         "opencv-python-headless": "cv2", "tqdm": "tqdm", "matplotlib": "matplotlib",
+                         "onnxruntime-extensions": "onnxruntime_extensions", "onnx-graphsurgeon": "onnx_graphsurgeon",
+                         "polygraphy": "polygraphy", "matplotlib": "matplotlib",
                          "tensorrt-rtx-cu13": "tensorrt_rtx", "kubernetes-validate": "kubernetes_validate",
                          "PyYAML": "yaml", "pytest": "pytest"}
 
