@@ -33,9 +33,9 @@ from deploy import contract
 
 __all__ = ["Replica", "local_replicas", "haproxy_config", "HaproxyBalancer", "BalancerError", "main"]
 
-CHECKS = {  # check name -> (port key of Replica, path): what "this replica can serve" is asked on
-    "manager": ("health", contract.READY_PATH),
-    "triton": ("http", f"/v2/models/{contract.MODEL_NAME}/ready"),
+CHECKS = {  # check name -> (port key of Replica, path, body expected): what "this replica can serve" is asked on
+    "manager": ("health", contract.READY_PATH, True),
+    "triton": ("http", f"/v2/models/{contract.MODEL_NAME}/ready", False),
 }
 _PORT_ORDER = ("http", "grpc", "metrics", "health")
 # Timeouts: a CPU inference of a large frame takes tens of seconds. A replica is out after 2 failed checks 0.5 s
@@ -75,7 +75,11 @@ def haproxy_config(replicas: Sequence[Replica], listen_host: str, listen_port: i
     """The whole haproxy.cfg for `replicas` behind one gRPC front on listen_host:listen_port."""
     if check not in CHECKS:
         raise ValueError(f"check must be one of {sorted(CHECKS)}, got {check!r}")
-    port_key, path = CHECKS[check]
+    port_key, path, has_body = CHECKS[check]
+    # HAProxy closes a check connection with a reset as soon as a rule decides: on the status line alone the
+    # manager, still writing its JSON body, gets "connection reset" on every check. A first rule on the body makes
+    # HAProxy read the whole response, 200 or 503. Triton's readiness answers with an empty body.
+    body_rule = "http-check expect rstring .\n    " if has_body else ""
     # check-proto on each server line: HAProxy 2.6 does not take it from default-server (the check then speaks h2
     # to the HTTP/1.1 port and times out).
     servers = "\n".join(f"    server {r.name} {r.host}:{r.grpc} proto h2 check check-proto h1 port {r.port(port_key)}"
@@ -105,7 +109,7 @@ frontend grpc
 backend triton
     balance roundrobin
     option httpchk GET {path}
-    http-check expect status 200
+    {body_rule}http-check expect status 200
     default-server inter {CHECK_INTERVAL_MS}ms fall 2 rise 2
 {servers}
 """

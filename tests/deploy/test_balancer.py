@@ -1,7 +1,8 @@
 """Real parts: Debian's HAProxy (deploy/balancer/haproxy.py) balancing gRPC requests over two real CPU tritonservers
 and failing over when one is killed; the gpu overlay's readiness canary (the exact curl command of the rendered
 manifest) against a real Triton, passing on a healthy model and failing on one whose python stub died while
-Triton's own readiness still says ready (docs/design.md §5)."""
+Triton's own readiness still says ready (docs/design.md §5); with the server manager's health check, HAProxy
+takes a replica whose model died out and back in after the manager reloads it."""
 import inspect
 import os
 import shutil
@@ -177,3 +178,27 @@ def test_canary_sees_a_dead_model_and_the_balancer_fails_over_a_dead_replica(rep
         while lb.server_stats()["victim"]["status"] != "DOWN":
             assert time.monotonic() < deadline, lb.server_stats()["victim"]
             time.sleep(0.2)
+
+
+@needs_haproxy
+def test_manager_check_takes_a_dead_model_out_and_back_without_resetting_the_manager(graphs, tmp_path, capfd):
+    if "health_port" not in inspect.signature(TritonServer).parameters:
+        pytest.skip("model_repository.server's TritonServer has no health_port yet: the serving work adds the "
+                    "manager's /ready endpoint that `--check manager` asks")
+    stage = tmp_path / "manager"
+    server = TritonServer(stage_cpu_repository(graphs.path("pipeline"), stage), grpc_port=free_port(),
+                          http_port=free_port(), metrics_port=free_port(), health_port=free_port(), stage=stage,
+                          canary_interval=0.5)
+    replica = Replica("managed", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"],
+                      server.health_port)
+    with server, HaproxyBalancer([replica], listen_port=free_port(), stage=tmp_path / "lb", check="manager") as lb:
+        lb.wait_until_up(15)
+        assert kill_python_stubs(server) >= 1
+        for status in ("DOWN", "UP"):  # the manager's canary fails, then it reloads the model
+            deadline = time.monotonic() + 30
+            while not lb.server_stats()["managed"]["status"].startswith(status):
+                assert time.monotonic() < deadline, (status, lb.server_stats()["managed"], server.status())
+                time.sleep(0.1)
+        assert infer(lb.grpc_url, inputs(np.random.default_rng())).shape == (1, 16, 24, 3)
+    # HAProxy resets a check connection once a rule decides; the config makes it read the manager's whole reply.
+    assert "ConnectionResetError" not in capfd.readouterr().err
