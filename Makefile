@@ -26,12 +26,12 @@ ONNX_PLUGIN_FP32 := $(BUILD)/adnet_dcn_plugin.onnx
 ONNX_PLUGIN_FP16 := $(BUILD)/adnet_dcn_plugin_fp16.onnx
 ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16)
 
-.PHONY: help setup test demo clean onnx serve FORCE
+.PHONY: help setup setup-debian test demo clean onnx serve deploy-check FORCE
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) $(RTX_LINK) ## Create .venv with the pinned CPU dependencies (idempotent)
+setup: $(STAMP) $(RTX_LINK) setup-debian ## Create .venv with the pinned CPU dependencies, haproxy + promtool from Debian (idempotent)
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -42,6 +42,22 @@ $(STAMP): requirements.txt
 # Order-only: (re)made when missing or dangling, not whenever the stamp is newer than the library.
 $(RTX_LINK): | $(STAMP)
 	$(PY) -m export.trt_compat --link-rtx $(RTX_LINK_DIR)
+
+# Debian packages for the deployment checks: HAProxy balances gRPC over local replicas (deploy/balancer), promtool
+# (package prometheus; the server is not started) evaluates the autoscaling query. Installed when missing and apt-get
+# can run as root; otherwise the tests that need them skip and say so.
+DEBIAN_TOOLS := haproxy:haproxy promtool:prometheus
+setup-debian:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do tool=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$tool >/dev/null || test -x /usr/sbin/$$tool || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	  { echo "setup: apt-get could not install$$missing"; exit 1; }; \
+	  echo "setup: installed$$missing from Debian"; \
+	else echo "setup: missing Debian packages$$missing and apt-get needs root: install them for the deployment checks"; fi
 
 test: $(STAMP) $(RTX_LINK) ## Run the CPU test suite (includes real TensorRT-RTX engine builds)
 	$(RTX_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -75,6 +91,9 @@ serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `a
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
 	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \
 		--grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+deploy-check: $(STAMP) ## Render the Kubernetes overlays (kubectl kustomize) and validate them strictly, offline
+	$(PY) -m deploy.check
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf build out .pytest_cache
