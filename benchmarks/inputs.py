@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from client import contract
+from client import contract, hdr_math
 
-__all__ = ["Frame", "synthetic_frames", "ntire_folder_frames", "to_ldr_dtype", "parse_size", "format_size"]
+__all__ = ["Frame", "synthetic_frames", "ntire_folder_frames", "parse_size", "format_size"]
 
 SEED_BASE = 7000  # scene i of a size uses seed SEED_BASE + i: the same inputs on every machine
 
@@ -48,15 +48,6 @@ def format_size(size) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def to_ldr_dtype(ldrs_uint8: np.ndarray, ldr_dtype: str) -> np.ndarray:
-    """8-bit frames as the graph takes them: uint8 codes as they are, or float16 in [0, 1]."""
-    if ldr_dtype == "uint8":
-        return ldrs_uint8
-    if ldr_dtype == "float16":
-        return (ldrs_uint8.astype(np.float32) / 255.0).astype(np.float16)
-    raise ValueError(f"LDR dtype {ldr_dtype!r}: the contract knows {', '.join(contract.LDR_DTYPES)}")
-
-
 def synthetic_frames(h: int, w: int, count: int, ldr_dtype: str = contract.DEFAULT_LDR_DTYPE) -> list[Frame]:
     """`count` different synthetic scenes of H x W (fixed seeds), with their ground truth."""
     from client.synthetic import make_scene
@@ -64,7 +55,7 @@ def synthetic_frames(h: int, w: int, count: int, ldr_dtype: str = contract.DEFAU
     frames = []
     for i in range(count):
         scene = make_scene(h, w, seed=SEED_BASE + i)
-        frames.append(Frame(f"synthetic-{h}x{w}-{i}", to_ldr_dtype(scene.ldrs, ldr_dtype)[None],
+        frames.append(Frame(f"synthetic-{h}x{w}-{i}", hdr_math.ldr_for_model(scene.ldrs, ldr_dtype)[None],
                             scene.evs.astype(np.float32)[None], scene.gt_gamma))
     return frames
 
@@ -84,15 +75,8 @@ def ntire_folder_frames(folder: str | Path, ldr_dtype: str = contract.DEFAULT_LD
                                 f"`python -m client.synthetic --out DIR`")
     frames = []
     for scene_id in ids[:limit]:
-        ldrs = []
-        for role in ("short", "medium", "long"):
-            ldr, _depth = hdr_io.read_ldr(folder / f"{scene_id}_{role}.png")  # float32 in [0, 1]
-            ldrs.append(ldr)
-        stack = np.stack(ldrs)
-        if ldr_dtype == "uint8":
-            ldr = np.round(stack * 255.0).astype(np.uint8)
-        else:
-            ldr = stack.astype(np.float16)
+        ldr = hdr_math.ldr_for_model(np.stack([hdr_io.read_ldr_raw(folder / f"{scene_id}_{role}.png")[0]
+                                               for role in ("short", "medium", "long")]), ldr_dtype)
         ev = hdr_io.read_exposures_npy(folder / f"{scene_id}_exposures.npy").astype(np.float32)
         gt_png, ratio = folder / f"{scene_id}_gt.png", folder / f"{scene_id}_alignratio.npy"
         gt = hdr_io.read_ntire_gt(gt_png, ratio).astype(np.float32) if gt_png.is_file() and ratio.is_file() else None

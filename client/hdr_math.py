@@ -97,6 +97,25 @@ def ntire_frames(ldrs, evs, gamma=NTIRE_GAMMA):
     return out
 
 
+def ldr_for_model(ldrs, ldr_dtype) -> np.ndarray:
+    """Decoded frames (uint8 or uint16, any shape) as a model whose LDR input is `ldr_dtype` takes them.
+
+    float16 model: float16 in [0, 1] (every 8- and 16-bit code keeps its value to FP16 precision). uint8 model:
+    8-bit codes as they are; 16-bit codes rounded to 8 bits (65535 / 255 = 257 exactly).
+    """
+    ldrs = np.asarray(ldrs)
+    dtype = np.dtype(ldr_dtype)
+    if ldrs.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"LDR frames must be uint8 or uint16 as decoded, got {ldrs.dtype}")
+    if dtype == np.float16:
+        return normalize_ldr(ldrs).astype(np.float16)
+    if dtype == np.uint8:
+        if ldrs.dtype == np.uint16:
+            return np.round(ldrs / np.float32(257.0)).astype(np.uint8)
+        return np.ascontiguousarray(ldrs)
+    raise ValueError(f"LDR element type {dtype.name}: a model takes uint8 or float16 frames")
+
+
 def normalize_ldr(img):
     """Map an integer LDR image to float32 in [0, 1] (uint8 / 255, uint16 / 65535).
 

@@ -107,9 +107,7 @@ def synthetic_batch(size: Shape, ldr_dtype, seed: int) -> tuple[np.ndarray, np.n
     from client.synthetic import make_scene
 
     scenes = [make_scene(size.height, size.width, seed=seed + i) for i in range(size.batch)]
-    ldr = np.stack([s.ldrs for s in scenes])
-    if np.dtype(ldr_dtype) == np.float16:
-        ldr = (ldr / 255.0).astype(np.float16)
+    ldr = hdr_math.ldr_for_model(np.stack([s.ldrs for s in scenes]), ldr_dtype)
     return ldr, np.stack([s.evs for s in scenes]).astype(np.float32)
 
 

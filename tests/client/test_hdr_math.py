@@ -275,3 +275,27 @@ def test_tonemap_preview():
         out = hm.tonemap_preview(sparse)
         assert out[0, 0, 0] == round(255 * np.log1p(5000 * np.tanh(1.0)) / np.log1p(5000))
         assert out.sum() == out[0, 0, 0]
+
+
+def test_ldr_for_model_keeps_16_bit_codes_for_fp16_models_and_rounds_them_for_uint8_ones():
+    rng = np.random.default_rng()
+    codes16 = rng.integers(0, 65536, size=(3, 5, 7, 3), dtype=np.uint16)
+    codes16.flat[:3] = (0, 65535, 257 * 100 + 129)  # ends of the range; 100.502 -> 101
+    codes8 = rng.integers(0, 256, size=(3, 5, 7, 3), dtype=np.uint8)
+    # Independent references: exact rationals rounded once.
+    fp16 = hm.ldr_for_model(codes16, "float16")
+    assert fp16.dtype == np.float16
+    np.testing.assert_array_equal(fp16, (codes16.astype(np.float64) / 65535).astype(np.float16))
+    u8 = hm.ldr_for_model(codes16, np.uint8)
+    assert u8.dtype == np.uint8
+    np.testing.assert_array_equal(u8, np.floor(codes16.astype(np.int64) * 2 / 257 + 1) // 2)
+    assert u8.flat[2] == 101
+    np.testing.assert_array_equal(hm.ldr_for_model(codes8, "uint8"), codes8)
+    np.testing.assert_array_equal(hm.ldr_for_model(codes8, "float16"),
+                                  (codes8.astype(np.float64) / 255).astype(np.float16))
+    # 16-bit values the 8-bit rounding merges stay distinct in FP16.
+    assert len(np.unique(hm.ldr_for_model(np.arange(256, 513, dtype=np.uint16), "float16"))) > 200
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        hm.ldr_for_model(codes16.astype(np.float32), "float16")
+    with pytest.raises(ValueError, match="uint8 or float16"):
+        hm.ldr_for_model(codes8, "float32")
