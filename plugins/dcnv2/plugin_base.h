@@ -187,11 +187,31 @@ Result guarded(nvinfer1::IErrorRecorder* recorder, nvinfer1::ErrorCode code, cha
     return onError;
 }
 
+// The op's name, version and namespace (Op::kName, kVersion, kNamespace) for an interface that asks for them: the
+// plugin's IPluginV3OneCore and its creator's IPluginCreatorV3One, so that the two cannot drift apart.
+template <typename Op, typename Interface>
+class NamedBy : public Interface
+{
+public:
+    char const* getPluginName() const noexcept override
+    {
+        return Op::kName;
+    }
+    char const* getPluginVersion() const noexcept override
+    {
+        return Op::kVersion;
+    }
+    char const* getPluginNamespace() const noexcept override
+    {
+        return Op::kNamespace;
+    }
+};
+
 }  // namespace detail
 
 template <typename Op>
 class PluginBase : public nvinfer1::IPluginV3,
-                   public nvinfer1::IPluginV3OneCore,
+                   public detail::NamedBy<Op, nvinfer1::IPluginV3OneCore>,
                    public nvinfer1::IPluginV3OneBuild,
                    public nvinfer1::IPluginV3OneRuntime
 {
@@ -213,19 +233,7 @@ public:
         return guard<nvinfer1::IPluginV3*>("clone", nullptr, [&]() -> nvinfer1::IPluginV3* { return copy(); });
     }
 
-    // IPluginV3OneCore
-    char const* getPluginName() const noexcept override
-    {
-        return Op::kName;
-    }
-    char const* getPluginVersion() const noexcept override
-    {
-        return Op::kVersion;
-    }
-    char const* getPluginNamespace() const noexcept override
-    {
-        return Op::kNamespace;
-    }
+    // IPluginV3OneCore: name, version and namespace come from detail::NamedBy
 
     // IPluginV3OneBuild
     int32_t getNbOutputs() const noexcept override
@@ -349,7 +357,7 @@ protected:
     // Serialisation buffers point into the object, so a copy keeps only the recorder and rebuilds the rest.
     PluginBase(PluginBase const& other)
         : nvinfer1::IPluginV3(other)
-        , nvinfer1::IPluginV3OneCore(other)
+        , detail::NamedBy<Op, nvinfer1::IPluginV3OneCore>(other)
         , nvinfer1::IPluginV3OneBuild(other)
         , nvinfer1::IPluginV3OneRuntime(other)
         , mRecorder(other.mRecorder)
@@ -408,7 +416,7 @@ private:
 };
 
 template <typename Op>
-class CreatorBase : public nvinfer1::IPluginCreatorV3One
+class CreatorBase : public detail::NamedBy<Op, nvinfer1::IPluginCreatorV3One>
 {
 public:
     CreatorBase() noexcept
@@ -445,18 +453,6 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
     {
         return &mFieldNames;
-    }
-    char const* getPluginName() const noexcept override
-    {
-        return Op::kName;
-    }
-    char const* getPluginVersion() const noexcept override
-    {
-        return Op::kVersion;
-    }
-    char const* getPluginNamespace() const noexcept override
-    {
-        return Op::kNamespace;
     }
 
 private:
