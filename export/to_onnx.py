@@ -33,7 +33,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 LDR_TORCH_DTYPES = {"uint8": torch.uint8, "float16": torch.float16}
 CORE_INPUTS = ("x1", "x2", "x3")
 CORE_OUTPUT = "hdr_gamma"
-MAX_SIDE = 8192  # the largest H or W the dynamic shapes admit
+MAX_SIDE = contract.MAX_SIDE  # the largest H or W the dynamic shapes admit: what a request may carry
 MAX_BATCH = 64
 RANDOM_WEIGHTS = "random, seed"  # adnet.weights metadata prefix of graphs exported without a checkpoint
 
