@@ -30,3 +30,18 @@ MAX_SIDE = 4096   # larger frames are refused before any work is done
 # "This protocol is restricted, expecting header 'triton-grpc-protocol-adnet-admin-key'" otherwise.
 ADMIN_HEADER = "adnet-admin-key"
 GRPC_ADMIN_HEADER = "triton-grpc-protocol-" + ADMIN_HEADER
+
+# Where a local server manager keeps the token of its restricted endpoints (a 0600 file in a 0700 folder of this
+# user), so that a client on the same machine finds it from the server's gRPC port alone; `ADNET_RUN_DIR` moves it.
+RUN_DIR_ENV = "ADNET_RUN_DIR"
+
+
+def admin_token_path(grpc_port: int) -> "Path":
+    """The token file of the local server whose gRPC endpoint listens on `grpc_port`."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    base = os.environ.get(RUN_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(), f"adnet-{os.getuid()}")
+    return Path(base) / f"triton-grpc-{int(grpc_port)}.token"
