@@ -18,6 +18,7 @@ from typing import Optional
 
 from benchmarks.config import PARTS, make_config, parse_sizes
 from benchmarks.inputs import parse_size
+from client.errors import reports_errors
 
 
 def _size(text: str):
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
     from benchmarks import report
@@ -111,12 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     device, _ = machine.gpu()
     overrides = {k: v for k, v in vars(args).items() if k not in ("quick", "table", "markdown", "replot")}
-    try:
-        cfg = make_config(quick=args.quick, gpu=device is not None, cpu_cores=machine.cpu_count(), **overrides)
-        results = harness.run(cfg)
-    except harness.BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    cfg = make_config(quick=args.quick, gpu=device is not None, cpu_cores=machine.cpu_count(), **overrides)
+    results = harness.run(cfg)
     harness.save(results, cfg)
     print()
     print(report.text_tables(results))

@@ -26,6 +26,7 @@ from benchmarks.backends import (PYTORCH_FP32_CPU, PYTORCH_FP32_CUDA, Backend, O
 from benchmarks.config import CPU_MAX_PIXELS, NTIRE, BenchConfig
 from benchmarks.inputs import format_size, ntire_folder_frames, synthetic_frames
 from benchmarks.latency import measure
+from client.errors import AdnetError
 
 __all__ = ["BenchError", "run", "save", "load_network", "graph_ldr_dtype"]
 
@@ -38,7 +39,7 @@ PSNR_MU_GOAL_DB = 50.0
 PERF_ANALYZER_NOTE = "throughput as perf_analyzer counts it, over whole-second windows (coarse for few requests)"
 
 
-class BenchError(RuntimeError):
+class BenchError(AdnetError, RuntimeError):
     """The run cannot start (inputs missing or inconsistent); the message names the fix."""
 
 

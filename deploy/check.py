@@ -20,6 +20,7 @@ from typing import Optional
 
 import yaml
 
+from client.errors import AdnetError, reports_errors
 from deploy import contract
 
 OVERLAYS = {name: contract.DEPLOY / "overlays" / name for name in ("gpu", "cpu")}
@@ -29,7 +30,7 @@ MIN_KUBERNETES = "1.30.0"
 CRD_KINDS = {"ServiceMonitor"}
 
 
-class CheckError(RuntimeError):
+class CheckError(AdnetError, RuntimeError):
     """A tool is missing or refused the manifests; the message names the fix."""
 
 
@@ -104,15 +105,12 @@ def check_all(kubernetes_version: str = MIN_KUBERNETES) -> list[str]:
     return problems
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.check", description=__doc__.splitlines()[0])
     parser.add_argument("--kubernetes-version", default=MIN_KUBERNETES)
     args = parser.parse_args(argv)
-    try:
-        problems = check_all(args.kubernetes_version)
-    except CheckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    problems = check_all(args.kubernetes_version)
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:

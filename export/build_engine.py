@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 
 from export import trt_compat, trt_process, trt_python_plugin
 from export.engine_files import DEFAULT_PLAN, DEFAULT_RTX_PLAN, SIDECAR_FORMAT, save_engine
+from client.errors import reports_errors
 from export.errors import PipelineError
 from export.profiles import CI_PROFILE, DEFAULT_PROFILE, Profile
 from export.trt_compat import TensorRT
@@ -419,6 +420,7 @@ def default_timing_cache(trt: TensorRT) -> Path:
     return Path("build") / "timing_cache" / f"{trt.module.__name__}-{trt.version}.cache"
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.build_engine", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -458,29 +460,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="TensorRT's and Polygraphy's verbose log")
     args = parser.parse_args(argv)
-    try:
-        trt = trt_compat.load(args.backend)
-        base = CI_PROFILE if args.ci_profile else DEFAULT_PROFILE
-        profile = Profile.parse(args.min_size, args.opt_size, args.max_size, base=base)
-        route = resolve_route(trt, args.precision, args.route)
-        if route == "fp16-flag":
-            print(f"warning: {FP16_FLAG_WARNING}", file=sys.stderr)
-        onnx = args.onnx if route == "strongly-typed" and args.precision == "fp16" else args.onnx_fp32
-        out = args.out or (DEFAULT_RTX_PLAN if trt.backend == "rtx" else DEFAULT_PLAN)
-        cache = None if args.no_timing_cache else (args.timing_cache or default_timing_cache(trt))
-        options = BuildOptions(
-            precision=args.precision, route=route, profiles=(profile,),
-            workspace_bytes=None if args.workspace is None else int(args.workspace * (1 << 20)),
-            timing_cache=cache, optimization_level=args.opt_level,
-            compute_capabilities=tuple(args.compute_capability), show_progress=not args.no_progress,
-            verbose=args.verbose)
-        source = "none" if args.no_plugin else "stand-in" if args.python_plugin else "auto"
-        print(f"building {out} from {onnx} with {trt}: {args.precision} ({route}), profile {profile}",
-              file=sys.stderr)
-        result = build_engine(onnx, out, options, trt=trt, plugin_library=args.plugin, plugin=source)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    trt = trt_compat.load(args.backend)
+    base = CI_PROFILE if args.ci_profile else DEFAULT_PROFILE
+    profile = Profile.parse(args.min_size, args.opt_size, args.max_size, base=base)
+    route = resolve_route(trt, args.precision, args.route)
+    if route == "fp16-flag":
+        print(f"warning: {FP16_FLAG_WARNING}", file=sys.stderr)
+    onnx = args.onnx if route == "strongly-typed" and args.precision == "fp16" else args.onnx_fp32
+    out = args.out or (DEFAULT_RTX_PLAN if trt.backend == "rtx" else DEFAULT_PLAN)
+    cache = None if args.no_timing_cache else (args.timing_cache or default_timing_cache(trt))
+    options = BuildOptions(
+        precision=args.precision, route=route, profiles=(profile,),
+        workspace_bytes=None if args.workspace is None else int(args.workspace * (1 << 20)),
+        timing_cache=cache, optimization_level=args.opt_level,
+        compute_capabilities=tuple(args.compute_capability), show_progress=not args.no_progress,
+        verbose=args.verbose)
+    source = "none" if args.no_plugin else "stand-in" if args.python_plugin else "auto"
+    print(f"building {out} from {onnx} with {trt}: {args.precision} ({route}), profile {profile}",
+          file=sys.stderr)
+    result = build_engine(onnx, out, options, trt=trt, plugin_library=args.plugin, plugin=source)
     side = result.sidecar
     plugins = result.plugins
     runnable = "" if plugins is None or plugins.runnable else f" -- {trt_python_plugin.STAND_IN_NOTE}"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from export.adnet import ADNet
+from client.errors import reports_errors
 from export.errors import CheckpointError
 
 __all__ = ["read_state_dict", "check_state_dict", "load_adnet", "random_adnet"]
@@ -125,19 +126,15 @@ def random_adnet(seed: int = 0, offset_gain: float = 1.0) -> nn.Module:
     return model.eval()
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     """`python -m export.checkpoint CKPT`: check that a checkpoint loads into ADNet and summarise it."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m export.checkpoint", description=main.__doc__)
     parser.add_argument("checkpoint", help="official ADNet checkpoint (.pth), any supported format")
     args = parser.parse_args(argv)
-    try:
-        model = load_adnet(args.checkpoint)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    model = load_adnet(args.checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"ok: {args.checkpoint} loads into ADNet with strict=True "
           f"({len(model.state_dict())} tensors, {n_params:,} parameters)")

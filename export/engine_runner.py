@@ -24,6 +24,7 @@ import numpy as np
 from client import contract as io_contract
 from export import trt_compat, trt_process
 from export.engine_files import EngineLoadError, check_sidecar, read_sidecar
+from client.errors import reports_errors
 from export.errors import PipelineError
 from export.trt_process import DEFAULT_PLUGIN_LIBRARY, tensorrt_errors, trt_logger
 from plugins.dcnv2 import contract
@@ -155,6 +156,7 @@ class EngineRunner:
         self.close()
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     from export.profiles import Shape
     from export.verify_engine import synthetic_batch
@@ -166,20 +168,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--describe", action="store_true", help="print the engine inspector's layer information")
     parser.add_argument("--run", metavar="BxHxW", help="run a synthetic scene of this size and print statistics")
     args = parser.parse_args(argv)
-    try:
-        with EngineRunner(args.plan, plugin_library=args.plugin) as runner:
-            print(f"{args.plan}: {runner.trt}, GPU {runner.gpu['name']} ({runner.gpu['compute_capability']}), "
-                  f"I/O {', '.join(f'{n} {runner.dtype(n)}' for n in runner.names)}")
-            if args.describe:
-                print(runner.describe())
-            if args.run:
-                ldr, ev = synthetic_batch(Shape.parse(args.run), runner.dtype(io_contract.INPUT_LDR), seed=0)
-                hdr = runner.infer(ldr, ev)
-                print(f"HDR {list(hdr.shape)} {hdr.dtype}: min {hdr.min():.4g}, mean {hdr.mean():.4g}, "
-                      f"max {hdr.max():.4g}, finite {bool(np.isfinite(hdr).all())}")
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with EngineRunner(args.plan, plugin_library=args.plugin) as runner:
+        print(f"{args.plan}: {runner.trt}, GPU {runner.gpu['name']} ({runner.gpu['compute_capability']}), "
+              f"I/O {', '.join(f'{n} {runner.dtype(n)}' for n in runner.names)}")
+        if args.describe:
+            print(runner.describe())
+        if args.run:
+            ldr, ev = synthetic_batch(Shape.parse(args.run), runner.dtype(io_contract.INPUT_LDR), seed=0)
+            hdr = runner.infer(ldr, ev)
+            print(f"HDR {list(hdr.shape)} {hdr.dtype}: min {hdr.min():.4g}, mean {hdr.mean():.4g}, "
+                  f"max {hdr.max():.4g}, finite {bool(np.isfinite(hdr).all())}")
     return 0
 
 

@@ -3,8 +3,10 @@
 Anything else raised from export/ is a bug in this project, not a problem with the user's input.
 """
 
+from client.errors import AdnetError
 
-class PipelineError(Exception):
+
+class PipelineError(AdnetError):
     """A problem with the user's input or environment, explained in the message."""
 
 

@@ -16,7 +16,6 @@ CLI: python -m export.surgery build/adnet.onnx build/adnet_dcn_plugin.onnx
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +23,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from client.errors import reports_errors
 from export.errors import PipelineError
 from plugins.dcnv2 import contract
 
@@ -155,16 +155,13 @@ def surgery(src: str | Path, dst: str | Path) -> int:
     return count
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.surgery", description=__doc__.splitlines()[0])
     parser.add_argument("src", help="ONNX from export.to_onnx (standard DeformConv nodes)")
     parser.add_argument("dst", help="output ONNX with AdnetDCNv2 plugin nodes")
     args = parser.parse_args(argv)
-    try:
-        count = surgery(args.src, args.dst)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    count = surgery(args.src, args.dst)
     print(f"wrote {args.dst}: {count} DeformConv -> {contract.PLUGIN_NAME} "
           f"(version {contract.PLUGIN_VERSION}, namespace {contract.PLUGIN_NAMESPACE})")
     return 0

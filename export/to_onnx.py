@@ -23,6 +23,7 @@ import torch
 from client import contract
 from export.checkpoint import load_adnet, random_adnet
 from export.dcn import onnx_translation_table
+from client.errors import reports_errors
 from export.errors import PipelineError
 from export.pipeline import ADNetCore, ADNetPipeline
 
@@ -136,6 +137,7 @@ def check_onnx(path: str | Path) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="official ADNet checkpoint; without one, seeded random weights")
@@ -148,16 +150,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (no --checkpoint)")
     parser.add_argument("--verbose", action="store_true", help="show the exporter's own output")
     args = parser.parse_args(argv)
-    try:
-        if args.precision not in PRECISIONS:
-            raise PipelineError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        net = build_network(args.checkpoint, args.seed, log=lambda m: print(m, file=sys.stderr))
-        weights = f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else f"{RANDOM_WEIGHTS} {args.seed}"
-        path = export_onnx(net, args.out, core=args.core, precision=args.precision, ldr_dtype=args.ldr_dtype,
-                           weights=weights, verbose=args.verbose)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.precision not in PRECISIONS:
+        raise PipelineError(f"unknown precision {args.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    net = build_network(args.checkpoint, args.seed, log=lambda m: print(m, file=sys.stderr))
+    weights = f"checkpoint {Path(args.checkpoint).name}" if args.checkpoint else f"{RANDOM_WEIGHTS} {args.seed}"
+    path = export_onnx(net, args.out, core=args.core, precision=args.precision, ldr_dtype=args.ldr_dtype,
+                       weights=weights, verbose=args.verbose)
     graph = onnx.load(str(path), load_external_data=False).graph
     n_dcn = sum(node.op_type == "DeformConv" for node in graph.node)
     print(f"wrote {path} ({'core' if args.core else 'pipeline'}, {args.precision}, {n_dcn} DeformConv, "

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
+from client.errors import reports_errors
 from export.errors import PipelineError
 
 __all__ = ["BACKENDS", "NGC_RELEASE", "NGC_TENSORRT", "POLYGRAPHY_VERSION", "TensorRT", "TensorRTNotFound", "NoGPU",
@@ -224,6 +225,7 @@ def require_gpu() -> dict:
     return gpus()[0]
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.trt_compat", description=__doc__.splitlines()[0])
     parser.add_argument("--require", choices=("auto",) + BACKENDS,
@@ -233,21 +235,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help=f"create DIR/{RTX_PARSER_LIB} -> the wheel's versioned library (default: "
                              f"<venv>/lib/tensorrt_rtx_links)")
     args = parser.parse_args(argv)
-    try:
-        if args.link_rtx is not None:
-            link = link_rtx(Path(args.link_rtx) if args.link_rtx else None)
-            print(f"{link} -> {os.readlink(link)}")
-            return 0
-        trt = load(args.require or "auto")
-        where = Path(trt.module.__file__).parent
-        if trt.backend == "tensorrt" and args.require == "tensorrt":
-            gpu = require_gpu()
-            print(f"{trt} ({where}); GPU 0: {gpu['name']} (compute capability {gpu['compute_capability']})")
-        else:
-            print(f"{trt} ({where})")
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.link_rtx is not None:
+        link = link_rtx(Path(args.link_rtx) if args.link_rtx else None)
+        print(f"{link} -> {os.readlink(link)}")
+        return 0
+    trt = load(args.require or "auto")
+    where = Path(trt.module.__file__).parent
+    if trt.backend == "tensorrt" and args.require == "tensorrt":
+        gpu = require_gpu()
+        print(f"{trt} ({where}); GPU 0: {gpu['name']} (compute capability {gpu['compute_capability']})")
+    else:
+        print(f"{trt} ({where})")
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy as np
 from client import contract as io_contract
 from client import hdr_math
 from export.engine_files import DEFAULT_PLAN, EngineLoadError
+from client.errors import reports_errors
 from export.errors import PipelineError
 from export.profiles import Shape
 from export.trt_process import quiet_polygraphy, sha256_file
@@ -260,6 +260,7 @@ def verify(engine: Path, reference: Path, sizes: Sequence[str] = DEFAULT_SIZES, 
     return ok
 
 
+@reports_errors
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.verify_engine", description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="record the reference (inputs + outputs) and exit")
@@ -276,15 +277,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--min-psnr", type=float, default=MIN_PSNR_MU, help="fail below this PSNR-mu (dB)")
     parser.add_argument("--seed", type=int, default=0, help="first scene seed")
     args = parser.parse_args(argv)
-    try:
-        if args.record:
-            record(args.reference_onnx, args.dir, args.size or DEFAULT_SIZES, seed=args.seed)
-            return 0
-        ok = verify(args.engine, args.reference, args.size or DEFAULT_SIZES, plugin_library=args.plugin,
-                    min_psnr=args.min_psnr, seed=args.seed)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.record:
+        record(args.reference_onnx, args.dir, args.size or DEFAULT_SIZES, seed=args.seed)
+        return 0
+    ok = verify(args.engine, args.reference, args.size or DEFAULT_SIZES, plugin_library=args.plugin,
+                min_psnr=args.min_psnr, seed=args.seed)
     print("verify-engine: " + ("PASSED" if ok else "FAILED"))
     return 0 if ok else 1
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from client import contract
+from client.errors import AdnetError
 
 __all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "free_port", "ADMIN_HEADER",
            "NGC_TRITON_TAG", "RESTRICTED"]
@@ -44,7 +45,7 @@ RESTRICTED = "model-repository,shared-memory"
 NGC_TRITON_TAG = "24.10"
 
 
-class ServerError(RuntimeError):
+class ServerError(AdnetError, RuntimeError):
     """The server could not be started or did not become ready; the message says why and what to do."""
 
 

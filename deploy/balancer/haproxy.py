@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from client.errors import AdnetError
 from deploy import contract
 
 __all__ = ["Replica", "local_replicas", "haproxy_config", "HaproxyBalancer", "BalancerError", "main"]
@@ -44,7 +45,7 @@ SERVER_TIMEOUT_S = 600
 CHECK_INTERVAL_MS = 500
 
 
-class BalancerError(RuntimeError):
+class BalancerError(AdnetError, RuntimeError):
     """HAProxy is missing, its configuration is refused, or it did not start; the message says what to do."""
 
 

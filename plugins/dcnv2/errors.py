@@ -5,8 +5,10 @@ ValueError (bad arguments) or RuntimeError (a build that cannot run here) keep w
 plugins/ is a bug in this project.
 """
 
+from client.errors import AdnetError
 
-class PluginError(Exception):
+
+class PluginError(AdnetError):
     """A problem with the caller's input or environment around the AdnetDCNv2 op, explained in the message."""
 
 
