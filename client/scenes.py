@@ -10,6 +10,9 @@ A folder is recognised by the files in it:
 - A folder of such folders: one level down, one scene (or several NTIRE ids) per sub-folder.
 Three image files with EV stops from the caller (the CLI's `--ev`) make a scene too (`scene_from_files`).
 
+The Scene class is numpy-only (client.synthetic makes them in containers without OpenCV); reading files
+imports OpenCV (hdr_io) when a scene is loaded.
+
 Finding scenes only lists files; `SceneSource.load()` reads them. So a large data set streams through the server
 without being held in memory, and a broken scene fails alone when it is loaded instead of stopping the others.
 """
@@ -22,10 +25,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import contract, hdr_io, hdr_math
+from . import contract, hdr_math
 from .errors import SceneError
 
-__all__ = ["Scene", "SceneSource", "find_scenes", "scene_from_files", "load_scenes", "synthetic_scene",
+__all__ = ["Scene", "SceneSource", "find_scenes", "scene_from_files", "load_scenes",
            "NTIRE", "KALANTARI", "FILES"]
 
 # Layouts; they also pick the metrics convention for scenes with ground truth (client/outputs.py).
@@ -81,6 +84,8 @@ class SceneSource:
     problem: Optional[str] = field(default=None, compare=False)
 
     def load(self) -> Scene:
+        from . import hdr_io
+
         if self.problem:
             raise SceneError(self.problem)
         ldrs, depth = _read_frames(self.name, self.frames)
@@ -115,6 +120,8 @@ def _read_frames(name: str, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
     if len(paths) != contract.NUM_FRAMES:
         raise SceneError(f"scene {name}: expected 3 frames (short, medium, long), got {len(paths)}: "
                          f"{', '.join(map(str, paths)) or 'none'}")
+    from . import hdr_io
+
     decoded = [hdr_io.read_ldr_raw(p) for p in paths]
     shapes = [img.shape for img, _ in decoded]
     if len(set(shapes)) > 1:
@@ -246,11 +253,3 @@ def load_scenes(path: str | Path) -> list[Scene]:
     """Every scene of a folder, loaded; the first broken one raises."""
     return [source.load() for source in find_scenes(path)]
 
-
-def synthetic_scene(name: str = "synthetic", h: int = 64, w: int = 96, seed: Optional[int] = None,
-                    **kwargs) -> Scene:
-    """An NTIRE-style synthetic scene with ground truth (client.synthetic.make_scene), in memory."""
-    from .synthetic import make_scene
-
-    syn = make_scene(h, w, seed=seed, **kwargs)
-    return Scene(name, syn.ldrs, syn.evs.astype(np.float64), 8, syn.gt_gamma, NTIRE)

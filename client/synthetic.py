@@ -13,27 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from client.hdr_math import NTIRE_GAMMA
+from client.scenes import NTIRE, Scene
 
-__all__ = ["Scene", "make_scene", "write_ntire_scene", "main"]
-
-
-@dataclass
-class Scene:
-    ldrs: np.ndarray      # [3, H, W, 3] uint8: short, medium, long
-    evs: np.ndarray       # [3] float64 stops
-    gt_gamma: np.ndarray  # [H, W, 3] float32: ground-truth HDR in the gamma domain (NTIRE's gt)
-    shifts: np.ndarray    # [3, 2] int: (dy, dx) of each frame's window relative to the medium frame
-
-    @property
-    def gt_linear(self) -> np.ndarray:
-        return self.gt_gamma.astype(np.float64) ** NTIRE_GAMMA
+__all__ = ["make_scene", "write_ntire_scene", "main"]
 
 
 def _radiance(h: int, w: int, rng: np.random.Generator, n_lights: int) -> np.ndarray:
@@ -56,8 +44,9 @@ def _radiance(h: int, w: int, rng: np.random.Generator, n_lights: int) -> np.nda
 
 
 def make_scene(h: int = 64, w: int = 96, seed: Optional[int] = None, evs=(-2.0, 0.0, 2.0), max_shift: int = 3,
-               noise: float = 0.004, n_lights: int = 3) -> Scene:
-    """Render a scene of H x W pixels. `max_shift` bounds the camera shake in pixels (per frame, per axis)."""
+               noise: float = 0.004, n_lights: int = 3, name: str = "synthetic") -> Scene:
+    """Render an 8-bit NTIRE-style scene of H x W pixels with its ground truth, as the client's Scene.
+    `max_shift` bounds the camera shake in pixels (per frame, per axis; the medium frame is the reference)."""
     if h < 1 or w < 1:
         raise ValueError(f"scene size must be positive, got {h}x{w}")
     rng = np.random.default_rng(seed)
@@ -75,7 +64,7 @@ def make_scene(h: int = 64, w: int = 96, seed: Optional[int] = None, evs=(-2.0, 
         gamma = np.clip(exposed, 0, 1) ** (1 / NTIRE_GAMMA)
         ldrs[i] = np.round(gamma * 255).astype(np.uint8)
     gt = canvas[m:m + h, m:m + w] ** (1 / NTIRE_GAMMA)
-    return Scene(ldrs=ldrs, evs=evs, gt_gamma=gt.astype(np.float32), shifts=shifts)
+    return Scene(name, ldrs, evs, 8, gt.astype(np.float32), NTIRE)
 
 
 def write_ntire_scene(scene: Scene, folder: str | Path, scene_id: str) -> list[Path]:

@@ -22,7 +22,7 @@ from client.__main__ import main
 from client.errors import ClientError, SceneError
 from client.infer import HDRClient, PrecisionWarning
 from client.outputs import scene_metrics
-from client.scenes import FILES, KALANTARI, NTIRE, Scene, find_scenes, load_scenes, scene_from_files, synthetic_scene
+from client.scenes import FILES, KALANTARI, NTIRE, Scene, find_scenes, load_scenes, scene_from_files
 from client.synthetic import main as synthetic_main
 from client.synthetic import make_scene, write_ntire_scene
 from model_repository.server import free_port
@@ -89,7 +89,7 @@ def test_eight_concurrent_requests_of_mixed_sizes(url, ort_pipeline):
     rng = np.random.default_rng(seed)
     # Four equal sizes first (the dynamic batcher merges them when they queue together), then odd sizes.
     sizes = [(32, 48)] * 4 + [(33, 50), (37, 45), (40, 64), (29, 43)]
-    scenes = [synthetic_scene(f"s{i}", h, w, seed=seed + i, evs=tuple(np.sort(rng.uniform(-4, 4, 3))))
+    scenes = [make_scene(h, w, name=f"s{i}", seed=seed + i, evs=tuple(np.sort(rng.uniform(-4, 4, 3))))
               for i, (h, w) in enumerate(sizes)]
     with HDRClient(url) as hdr_client:
         results = list(hdr_client.infer_many(scenes, concurrency=8, progress=False))
@@ -109,7 +109,7 @@ def _our_segments():
 
 def test_system_shared_memory_equals_plain_grpc(url):
     seed = fresh_seed()
-    scenes = [synthetic_scene(f"m{i}", 24 + 3 * i, 40 - i, seed=seed + i) for i in range(4)]
+    scenes = [make_scene(24 + 3 * i, 40 - i, name=f"m{i}", seed=seed + i) for i in range(4)]
     with HDRClient(url) as plain:
         want = [plain.infer(s) for s in scenes]
         with HDRClient(url, shm="system") as shm:
@@ -125,7 +125,7 @@ def test_system_shared_memory_equals_plain_grpc(url):
 
 def test_16_bit_frames_to_a_uint8_model_are_rounded_with_a_warning(url):
     seed = fresh_seed()
-    scene8 = synthetic_scene("eight", 20, 28, seed=seed)
+    scene8 = make_scene(20, 28, name="eight", seed=seed)
     noise = np.random.default_rng(seed).integers(-128, 129, scene8.ldrs.shape)  # |noise| < 257/2: rounds back
     u16 = np.clip(scene8.ldrs.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
     scene16 = Scene("sixteen", u16, scene8.evs, 16)
@@ -306,7 +306,7 @@ def test_a_killed_server_fails_clearly_after_retries_and_a_restarted_one_serves_
 
     repo = stage_cpu_repository(graphs.path("pipeline"), tmp_path)
     ports = dict(grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
-    scene = synthetic_scene("restart", 20, 24, seed=fresh_seed())
+    scene = make_scene(20, 24, name="restart", seed=fresh_seed())
     with TritonServer(repo, stage=tmp_path, **ports) as server:
         hdr_client = HDRClient(server.grpc_url, retries=2, backoff=0.2, shm="system")
         want = hdr_client.infer(scene)
@@ -342,7 +342,7 @@ def test_fp16_model_gets_float16_and_shared_memory_needs_the_token(triton_fp16_w
 
     url = triton_fp16_with_token.grpc_url
     seed = fresh_seed()
-    scene8 = synthetic_scene("eight", 24, 30, seed=seed)
+    scene8 = make_scene(24, 30, name="eight", seed=seed)
     u16 = np.random.default_rng(seed).integers(0, 65536, scene8.ldrs.shape, dtype=np.uint16)
     scene16 = Scene("sixteen", u16, np.array([-3.0, -1.0, 1.0]), 16)
     with HDRClient(url) as hdr_client:
