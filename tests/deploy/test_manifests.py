@@ -324,7 +324,9 @@ LEFT_OUT_OF_CPU_IMAGE = {"torch": "torch", "onnxscript": "onnxscript",
                          "onnxruntime-extensions": "onnxruntime_extensions", "onnx-graphsurgeon": "onnx_graphsurgeon",
                          "polygraphy": "polygraphy", "matplotlib": "matplotlib",
                          "tensorrt-rtx-cu13": "tensorrt_rtx", "kubernetes-validate": "kubernetes_validate",
-                         "PyYAML": "yaml", "pytest": "pytest"}
+                         "PyYAML": "yaml", "pytest": "pytest",
+                         # the kernel report's SASS tools (`make kernel-report`), not Python modules the server imports
+                         "nvidia-cuda-cuobjdump": "nvidia.cuda_cuobjdump", "nvidia-cuda-nvdisasm": "nvidia.cuda_nvdisasm"}
 
 
 def test_cpu_image_code_imports_nothing_the_image_leaves_out():
