@@ -26,7 +26,7 @@ ONNX_PLUGIN_FP32 := $(BUILD)/adnet_dcn_plugin.onnx
 ONNX_PLUGIN_FP16 := $(BUILD)/adnet_dcn_plugin_fp16.onnx
 ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16)
 
-.PHONY: help setup setup-debian test demo clean onnx serve deploy-check FORCE
+.PHONY: help setup setup-debian test test-fast demo clean onnx serve deploy-check FORCE
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ setup-debian:
 
 test: $(STAMP) $(RTX_LINK) ## Run the CPU test suite (includes real TensorRT-RTX engine builds)
 	$(RTX_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) $(RTX_LINK) ## The unit tests only (no ADNet export, server or engine build): < 2 min
+	$(RTX_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 onnx: $(ONNX_FILES) ## Export ONNX (fp32 + fp16) and the plugin graphs; CKPT=path (else random weights), LDR_DTYPE=uint8|float16
 

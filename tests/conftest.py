@@ -61,3 +61,15 @@ def triton_cpu(graphs, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+# Fixtures whose set-up takes seconds to minutes (an ONNX export of ADNet, a real Triton server, a TensorRT-RTX
+# engine build, the sanitizer-built kernel emulator): a test that uses one, directly or through another fixture, is marked `slow` and left out of
+# `make test-fast` (pytest -m "not slow"). `make test` runs everything.
+SLOW_FIXTURES = {"graphs", "triton_cpu", "rtx", "stand_in", "ci_engine", "emulator"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

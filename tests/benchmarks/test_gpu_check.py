@@ -79,6 +79,7 @@ def test_result_files_and_summary_table(tmp_path):
     assert results.failed(report) == ["speed"]
 
 
+@pytest.mark.slow  # runs make kernels and the whole gpu-check
 def test_no_gpu_mode_builds_what_it_can_skips_the_rest_and_exits_0(tmp_path):
     """What CI runs (and `make gpu-check` on this machine): env and build run, every GPU phase is skipped with the
     reason, the files are written, exit 0."""

@@ -108,6 +108,7 @@ def _misbehaving_library(tmp_path: Path, body: str) -> Path:
     return library
 
 
+@pytest.mark.slow  # waits out a hanging load
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the misbehaving library")
 def test_a_load_that_hangs_or_crashes_is_reported_not_waited_for(tmp_path):
     hangs = _misbehaving_library(tmp_path, "sleep(600);")

@@ -106,6 +106,7 @@ def test_core_graph_matches_the_network(graphs):
     assert dims == [["B", 6, "H", "W"]] * 3
 
 
+@pytest.mark.slow  # exports ADNet
 def test_cli_exports_with_a_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / "adnet.pth"
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in random_adnet(3).state_dict().items()}},
@@ -134,6 +135,7 @@ def test_cli_rejects_a_checkpoint_with_wrong_keys(tmp_path, capsys):
     assert "missing keys (110)" in err and "unexpected keys (1): conv.weight" in err
 
 
+@pytest.mark.slow  # exports ADNet
 def test_fp16_export_leaves_the_callers_network_in_float32(tmp_path):
     net = random_adnet(5)
     to_onnx.export_onnx(net, tmp_path / "fp16.onnx", core=True, precision="fp16")

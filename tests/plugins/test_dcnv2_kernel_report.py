@@ -31,6 +31,7 @@ def rows(report, kernel):
     return {r["arch"]: r for r in report["kernels"] if r["kernel"].startswith(kernel)}
 
 
+@pytest.mark.slow  # reads the SASS of `make kernels`
 def test_fast_path_gathers_with_vector_loads_without_spills_at_two_blocks_per_sm(report):
     fast = rows(report, "v2 fast path")
     assert set(fast) == {"sm_80", "sm_90"}
@@ -46,6 +47,7 @@ def test_fast_path_gathers_with_vector_loads_without_spills_at_two_blocks_per_sm
     assert all(u["ldg128"] == 4 and u["ldg_scalar16"] == 3 and u["sts128"] == 1 for u in unit.values()), unit
 
 
+@pytest.mark.slow  # reads the SASS of `make kernels`
 def test_fast_path_costs_fewer_instructions_per_column_entry_than_v1(report):
     for arch, unit in report["gather_unit"].items():
         fast, generic = unit["v2 fast path"]["sass_per_entry"], unit["v1 generic FP16"]["sass_per_entry"]

@@ -414,6 +414,7 @@ def test_set_field_rejects_with_a_message(name, type_name, value, length, match)
 
 # ---- CUDA sources compile (no GPU needed) --------------------------------------------------------------------------
 
+@pytest.mark.slow  # nvcc
 def test_nvcc_compiles_the_kernel(tmp_path):
     """`make kernel-objects` with warnings as errors, for one target (the full build is `make kernels` in CI)."""
     if find_nvcc() is None:
