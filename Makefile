@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+#> PYTHON_SYS   the Python that creates the venv (default python3; 3.10-3.13)
 PYTHON_SYS ?= python3
+#> VENV         the virtual environment `make setup` creates and every target uses (default .venv)
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.requirements.stamp
@@ -11,11 +13,26 @@ STAMP      := $(VENV)/.requirements.stamp
 RTX_LINK_DIR := $(VENV)/lib/tensorrt_rtx_links
 RTX_LINK   := $(RTX_LINK_DIR)/libtensorrt_rtx.so
 RTX_ENV    = LD_LIBRARY_PATH=$(abspath $(RTX_LINK_DIR))$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}
+#> PYTEST_ARGS  extra pytest arguments for test / test-fast, e.g. "-k serving -x"
 PYTEST_ARGS ?=
 
+#> BUILD        folder of every build output (default build; `make clean` removes it)
+BUILD      ?= build
+#> CKPT         official ADNet checkpoint (.pth) to export; empty: seeded random weights. Remembered: given once,
+#>                later make calls use it until you pass another (CKPT= goes back to random weights)
+#> LDR_DTYPE    LDR input type of the export: uint8 (8-bit sources, default) or float16. Remembered like CKPT
+# The chosen CKPT / LDR_DTYPE persist in build/params.mk: a value on the command line wins and is written back.
+PARAMS_FILE := $(BUILD)/params.mk
+-include $(PARAMS_FILE)
 CKPT       ?=
 LDR_DTYPE  ?= uint8
-BUILD      ?= build
+PARAMS_NOW = CKPT=$(or $(CKPT),(random weights)) LDR_DTYPE=$(LDR_DTYPE)
+ifeq ($(filter $(LDR_DTYPE),uint8 float16),)
+$(error LDR_DTYPE=$(LDR_DTYPE) is not uint8 or float16: pass LDR_DTYPE=uint8 or LDR_DTYPE=float16)
+endif
+ifneq ($(filter command line,$(origin CKPT) $(origin LDR_DTYPE)),)
+$(shell mkdir -p $(BUILD) && printf 'CKPT := %s\nLDR_DTYPE := %s\n' '$(CKPT)' '$(LDR_DTYPE)' > $(PARAMS_FILE))
+endif
 EXPORT_SRC := $(addprefix export/,adnet.py dcn.py checkpoint.py errors.py pipeline.py to_onnx.py surgery.py) \
               client/contract.py client/hdr_math.py plugins/dcnv2/contract.py
 EXPORT_ARGS = $(if $(CKPT),--checkpoint $(CKPT)) --ldr-dtype $(LDR_DTYPE)
@@ -28,8 +45,13 @@ ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16)
 
 .PHONY: help setup setup-debian test test-fast demo clean onnx serve deploy-check FORCE
 
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets and every parameter
+	@echo "Targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo; echo "Parameters (make TARGET NAME=value; CKPT and LDR_DTYPE are remembered in $(PARAMS_FILE)):"
+	@awk '/^#>   / {sub(/^#> +/, ""); printf "  %-18s %s\n", "", $$0; next} \
+	  /^#> / {name = $$2; $$1 = ""; $$2 = ""; sub(/^ +/, ""); printf "  \033[33m%-18s\033[0m %s\n", name, $$0}' $(MAKEFILE_LIST)
+	@$(if $(wildcard $(PARAMS_FILE)),echo; echo "Remembered now: $(PARAMS_NOW)")
 
 setup: $(STAMP) $(RTX_LINK) setup-debian ## Create .venv with the pinned CPU dependencies, haproxy + promtool from Debian (idempotent)
 
@@ -77,15 +99,25 @@ $(ONNX_FP16): ONNX_PRECISION := fp16
 $(ONNX_FP32) $(ONNX_FP16): $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
 	$(PY) -m export.to_onnx $(EXPORT_ARGS) --precision $(ONNX_PRECISION) --out $@
 
+ifneq ($(CKPT),)
+$(CKPT):
+	@echo "error: CKPT=$(CKPT) not found: pass the path of the official checkpoint, or CKPT= for random weights" >&2; exit 1
+endif
+
 $(ONNX_PLUGIN_FP32): $(ONNX_FP32)
 $(ONNX_PLUGIN_FP16): $(ONNX_FP16)
 $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16):
 	$(PY) -m export.surgery $< $@
 
+#> HOST         listen address of `make serve` (default 127.0.0.1; beyond loopback clients need the token)
 HOST       ?= 127.0.0.1
+#> GRPC_PORT    gRPC port of serve / demo (default 8001; a busy port is refused)
 GRPC_PORT  ?= 8001
+#> HTTP_PORT    HTTP port of serve / demo (default 8000)
 HTTP_PORT  ?= 8000
+#> METRICS_PORT Prometheus metrics port of serve / demo (default 8002)
 METRICS_PORT ?= 8002
+#> GPU          GPU=1: `make serve` runs the plugin pre-flight and prints/runs the NGC Triton command
 SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
 serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1: plugin pre-flight, then prints/runs the NGC command
@@ -98,7 +130,7 @@ demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the cl
 deploy-check: $(STAMP) ## Render the Kubernetes overlays (kubectl kustomize) and validate them strictly, offline
 	$(PY) -m deploy.check
 
-clean: ## Remove build outputs (keeps .venv)
+clean: ## Remove build outputs and the remembered CKPT / LDR_DTYPE (keeps .venv)
 	rm -rf build out .pytest_cache
 
 # Plugin build rules (kernels, CPU twin, TensorRT plugin) live beside the plugin sources.

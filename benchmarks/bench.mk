@@ -11,13 +11,20 @@
 # BENCH_PY=python with a CUDA build of torch (+ TensorRT, Polygraphy, cuda-python) on GPU hosts (default: the venv;
 # then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
 
-BENCH_OUT  ?= benchmarks/results
-BENCH_PY   ?= $(PY)
-BENCH_ARGS ?=
+#> QUICK        QUICK=1: `make bench` with small sizes and few runs (< 3 minutes on 2 CPU cores)
 QUICK ?=
+#> SIZES        bench frame sizes, HxW,HxW (run on every backend)
 SIZES ?=
+#> DATA         bench: an NTIRE-format folder for accuracy against ground truth
 DATA  ?=
+#> URL          bench: host:port of a running Triton instead of the CPU one the bench starts
 URL   ?=
+#> BENCH_OUT    bench results folder (default benchmarks/results)
+BENCH_OUT  ?= benchmarks/results
+#> BENCH_PY     Python of the benchmarks (default the venv; on GPU hosts one with CUDA torch, TensorRT)
+BENCH_PY   ?= $(PY)
+#> BENCH_ARGS   any other `python -m benchmarks` flag, e.g. "--parts serving --concurrency 1,8"
+BENCH_ARGS ?=
 BENCH_USES_VENV := $(filter $(PY),$(BENCH_PY))
 BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--sizes $(SIZES)) \
 	$(if $(DATA),--data $(DATA)) $(if $(URL),--url $(URL)) \

@@ -12,20 +12,33 @@
 # frame), WORKSPACE=MiB, OPT_LEVEL=0..5, ENGINE_OUT=path, ENGINE_PLUGIN=lib, ENGINE_ARGS=extra CLI flags,
 # ENGINE_PY=python (inside an NGC container without the venv: ENGINE_PY=python3).
 
+#> ENGINE_BACKEND tensorrt (GPU hosts, default) or rtx (TensorRT-RTX: a build check on any CPU)
 ENGINE_BACKEND ?= tensorrt
 ENGINE_IS_RTX  := $(filter rtx,$(ENGINE_BACKEND))
+#> ENGINE_PY    Python of the engine build (in an NGC container without the venv: ENGINE_PY=python3)
 ENGINE_PY      ?= $(PY)
+#> ENGINE_ONNX  surgered graph the engine is built from (default build/adnet_dcn_plugin_fp16.onnx)
 ENGINE_ONNX    ?= $(BUILD)/adnet_dcn_plugin_fp16.onnx
+#> ENGINE_ONNX_FP32 FP32-compute surgered graph (--precision fp32 or the fp16-flag route)
 ENGINE_ONNX_FP32 ?= $(BUILD)/adnet_dcn_plugin.onnx
 # TensorRT-RTX plans cannot be served by Triton: they stay out of the model repository.
+#> ENGINE_OUT   plan to write (default model_repository/gpu/adnet/1/model.plan; rtx: build/rtx/model.plan)
 ENGINE_OUT     ?= $(if $(ENGINE_IS_RTX),$(BUILD)/rtx/model.plan,model_repository/gpu/adnet/1/model.plan)
+#> ENGINE_PLUGIN plugin library the engine loads (default build/libadnet_plugins.so)
 ENGINE_PLUGIN  ?= $(BUILD)/libadnet_plugins.so
+#> SIZE         engine profile opt shape BxHxW (default 1x1060x1900, the NTIRE frame)
 SIZE ?=
+#> MIN          engine profile smallest BxHxW
 MIN ?=
+#> MAX          engine profile largest BxHxW
 MAX ?=
+#> WORKSPACE    builder workspace limit, MiB
 WORKSPACE ?=
+#> OPT_LEVEL    builder optimisation level 0..5 (default 3)
 OPT_LEVEL ?=
+#> ENGINE_ARGS  any other `python -m export.build_engine` flag
 ENGINE_ARGS ?=
+#> VERIFY_ARGS  any other `python -m export.verify_engine` flag
 VERIFY_ARGS ?=
 
 # Python for the engine steps: the venv (default), or the container's own python3 (ENGINE_PY=python3), which needs
@@ -43,6 +56,7 @@ ENGINE_CLI_ARGS = --backend $(ENGINE_BACKEND) --onnx $(ENGINE_ONNX) --onnx-fp32 
 	$(if $(MAX),--max $(MAX)) $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(OPT_LEVEL),--opt-level $(OPT_LEVEL)) \
 	$(ENGINE_ARGS)
 
+#> VERIFY_DIR   where verify-reference records (default build/verify)
 VERIFY_DIR       ?= $(BUILD)/verify
 VERIFY_REFERENCE := $(VERIFY_DIR)/reference.json
 GPU_PLAN         := model_repository/gpu/adnet/1/model.plan

@@ -5,6 +5,7 @@ BUILD     ?= build
 DCN_DIR   := plugins/dcnv2
 GEN_INC   := $(BUILD)/include
 CONTRACT_H := $(GEN_INC)/dcnv2_contract.h
+#> DCN_PY       Python of the plugin build helpers (default the venv, else PYTHON_SYS)
 DCN_PY    ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON_SYS))
 
 $(CONTRACT_H): $(DCN_DIR)/contract.py
@@ -12,27 +13,35 @@ $(CONTRACT_H): $(DCN_DIR)/contract.py
 
 # ---- toolchain ---------------------------------------------------------------------------------------------------
 # CUDA_HOME: $CUDA_HOME, else $CUDA_PATH, else /usr/local/cuda, else the folder above the nvcc on PATH.
+#> CUDA_HOME    CUDA toolkit for nvcc (default $CUDA_HOME, $CUDA_PATH, /usr/local/cuda or nvcc's folder)
 CUDA_HOME ?= $(or $(CUDA_PATH),$(wildcard /usr/local/cuda),\
                  $(patsubst %/bin/nvcc,%,$(shell command -v nvcc 2>/dev/null)))
+#> NVCC         nvcc to use (default CUDA_HOME/bin/nvcc, else nvcc on PATH)
 NVCC      ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),$(CUDA_HOME)/bin/nvcc,nvcc)
+#> CUDA_INCLUDE CUDA headers (default CUDA_HOME/include)
 CUDA_INCLUDE ?= $(CUDA_HOME)/include
 
 # Ampere (A100, A10/A30/RTX 30), Ada (L4/L40, RTX 40), Hopper; compute_90 PTX for newer GPUs (JIT at load).
+#> DCN_GENCODE  nvcc -gencode flags of the kernels (default sm_80 sm_86 sm_89 sm_90 + compute_90 PTX)
 DCN_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
                -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=[sm_90,compute_90]
 # DCN_WERROR=1: warnings are errors (the kernel compile test sets it).
+#> DCN_WERROR   DCN_WERROR=1: compiler warnings are errors
 DCN_WERROR ?=
+#> DCN_NVCCFLAGS nvcc flags of the kernels
 DCN_NVCCFLAGS ?= -O3 -std=c++17 --threads 0 -Xcompiler -fPIC,-Wall,-Wextra \
                  $(if $(DCN_WERROR),-Werror all-warnings -Xcompiler -Werror) -I$(GEN_INC) -I$(DCN_DIR)
 
 # CPU twin: -ffp-contract=off keeps the float32 sampling arithmetic the IEEE sequence written in dcnv2_sampling.h.
 # OpenMP when the compiler has its runtime (checked when a rule needs it), plain loops otherwise.
+#> TWIN_CXXFLAGS g++ flags of the CPU twin
 TWIN_CXXFLAGS ?= -O3 -std=c++17 -fPIC -shared -ffp-contract=off -Wall -Wextra
 DCN_OPENMP = $(shell printf 'int main(){}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo -fopenmp)
 
 # Kernel emulation (tests/plugins/dcnv2_emulation): the kernel source as host C++ under ASan/UBSan where the
 # toolchain has the sanitizer runtimes.
 EMU_DIR   := tests/plugins/dcnv2_emulation
+#> EMU_CXXFLAGS g++ flags of the kernel emulator (sanitizers are added where available)
 EMU_CXXFLAGS ?= -std=c++20 -O1 -g -pthread -ffp-contract=off -Wall -Wextra -Wno-unknown-pragmas
 DCN_SANITIZE = $(shell printf 'int main(){}' | $(CXX) -fsanitize=address,undefined -x c++ - -o /dev/null \
                  2>/dev/null && echo -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
@@ -107,17 +116,22 @@ dcn-config:
 	@echo "KERNEL_OBJECTS=$(DCN_KERNEL_OBJS)"
 
 # ---- GPU microbenchmark ----------------------------------------------------------------------------------------
+#> BENCH_PYTHON Python of bench-kernels: one with a CUDA build of torch
 BENCH_PYTHON ?= $(DCN_PY)
-BENCH_ARGS ?=
+#> BENCH_KERNELS_ARGS any other benchmarks/kernels/bench_dcn.py flag
+BENCH_KERNELS_ARGS ?=
 
 bench-kernels: ## GPU: DCN kernel vs im2col+GEMM at ADNet sizes -> benchmarks/results/ (BENCH_PYTHON=cuda torch)
-	$(BENCH_PYTHON) benchmarks/kernels/bench_dcn.py $(BENCH_ARGS)
+	$(BENCH_PYTHON) benchmarks/kernels/bench_dcn.py $(BENCH_KERNELS_ARGS)
 
 # ---- static kernel report (CI; no GPU) ------------------------------------------------------------------------
 # cuobjdump and nvdisasm from PyPI (requirements.txt pins nvidia-cuda-cuobjdump / -nvdisasm), else the toolkit's.
 DCN_PYPI_TOOLS = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/nvidia/cu13/bin))
+#> CUOBJDUMP    cuobjdump of kernel-report (default the PyPI one in the venv, else the toolkit's)
 CUOBJDUMP ?= $(firstword $(wildcard $(DCN_PYPI_TOOLS)/cuobjdump $(CUDA_HOME)/bin/cuobjdump))
+#> NVDISASM     nvdisasm of kernel-report (default as CUOBJDUMP)
 NVDISASM  ?= $(firstword $(wildcard $(DCN_PYPI_TOOLS)/nvdisasm $(CUDA_HOME)/bin/nvdisasm))
+#> DCN_REPORT_GENCODE architectures kernel-report reads (default sm_80 sm_90)
 DCN_REPORT_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 DCN_REPORT := $(BUILD)/kernel-report
 

@@ -3,17 +3,21 @@
 # Makefile). TensorRT comes from TRT_ROOT, else from the places the NGC TensorRT/Triton images and tarball installs
 # use; `make plugin TRT_INCLUDE=... TRT_LIB=...` overrides the search.
 
+#> TRT_ROOT     TensorRT install (include/ + lib/) for the plugin; default: the NGC images' paths
 TRT_ROOT     ?=
 TRT_MULTIARCH := $(shell uname -m)-linux-gnu
 TRT_INCLUDE_SEARCH = $(if $(TRT_ROOT),$(TRT_ROOT)/include,/usr/include/$(TRT_MULTIARCH) /usr/local/tensorrt/include)
 TRT_LIB_SEARCH = $(if $(TRT_ROOT),$(TRT_ROOT)/lib $(TRT_ROOT)/lib64,/usr/lib/$(TRT_MULTIARCH) /usr/local/tensorrt/lib)
+#> TRT_INCLUDE  folder of NvInfer.h (overrides TRT_ROOT's); TRT_LIB: folder of libnvinfer.so
 TRT_INCLUDE  ?= $(firstword $(foreach d,$(TRT_INCLUDE_SEARCH),$(if $(wildcard $(d)/NvInfer.h),$(d))))
 TRT_LIB      ?= $(firstword $(foreach d,$(TRT_LIB_SEARCH),$(if $(wildcard $(d)/libnvinfer.so),$(d))))
 # The TensorRT core library to link: -lnvinfer (TensorRT 10/11); TensorRT-RTX tests pass its libtensorrt_rtx.so.1.
+#> PLUGIN_LDLIBS TensorRT core library to link (default -lnvinfer)
 PLUGIN_LDLIBS ?= -lnvinfer
 
 # CUDA_INCLUDE, NVCC, DCN_GENCODE and DCN_KERNEL_OBJS (core + CUDA kernel objects, -fPIC) come from dcnv2.mk.
 
+#> PLUGIN_CXXFLAGS g++ flags of the plugin adapter
 PLUGIN_CXXFLAGS ?= -std=c++17 -O2 -fPIC -fvisibility=hidden -Wall -Wextra
 PLUGIN_INCLUDES = -isystem $(TRT_INCLUDE) -isystem $(CUDA_INCLUDE) -I$(GEN_INC) -I$(DCN_DIR)
 # The adapter object is keyed like the kernel objects, by the C++ compiler, its flags and the TensorRT headers'
