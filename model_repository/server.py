@@ -38,7 +38,7 @@ from client import contract
 from model_repository import instance, supervisor
 
 __all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "free_port", "ADMIN_HEADER",
-           "NGC_TRITON_TAG", "RESTRICTED", "default_stage"]
+           "NGC_TRITON_TAG", "RESTRICTED", "default_stage", "cpu_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CPU = Path(__file__).resolve().parent / "cpu" / contract.MODEL_NAME
@@ -403,6 +403,21 @@ class TritonServer:
         self.stop()
 
 
+def cpu_server(onnx_path: str | Path, *, grpc_port: int = 8001, stage: Optional[str | Path] = None,
+               **kwargs) -> TritonServer:
+    """A (not yet started) TritonServer for the CPU model of `onnx_path`, staged in its own folder
+    (default_stage(grpc_port)) only after its ports were found free: a busy port is a ServerError naming it, and
+    the repository of whichever server holds the port is left alone."""
+    stage = Path(stage) if stage is not None else default_stage(grpc_port)
+    server = TritonServer(stage / "repository", grpc_port=grpc_port, stage=stage, **kwargs)
+    try:
+        instance.check_ports_free(server.host, server._ports_to_check())
+    except instance.PortBusy as exc:
+        raise ServerError(str(exc)) from None
+    stage_cpu_repository(onnx_path, stage)
+    return server
+
+
 def docker_command(*, plugin: str = "build/libadnet_plugins.so", repository: str = "model_repository/gpu",
                    tag: str = NGC_TRITON_TAG, ports=(8000, 8001, 8002), admin_token: str = "CHANGE-ME") -> str:
     """The NGC Triton command for the GPU variant (TensorRT plan + AdnetDCNv2 plugin)."""
@@ -450,17 +465,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     # SIGTERM (the kubelet, `kill`) becomes SystemExit so that `finally` stops the server gracefully.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = None
     try:
-        stage = default_stage(args.grpc_port)
-        server = TritonServer(Path(stage) / "repository", host=args.host, grpc_port=args.grpc_port,
-                              http_port=args.http_port, metrics_port=args.metrics_port, health_port=args.health_port,
-                              admin_token=token, stage=stage, canary_interval=args.canary_interval)
-        try:  # refuse busy ports before staging (staging would rewrite a running instance's repository)
-            instance.check_ports_free(args.host, server._ports_to_check())
-        except instance.PortBusy as exc:
-            raise ServerError(str(exc)) from None
-        stage_cpu_repository(args.onnx, stage)
+        server = cpu_server(args.onnx, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                            metrics_port=args.metrics_port, health_port=args.health_port, admin_token=token,
+                            canary_interval=args.canary_interval)
         server.start()
     except (ServerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
