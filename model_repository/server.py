@@ -52,8 +52,10 @@ ADMIN_HEADER = contract.ADMIN_HEADER
 RESTRICTED = "model-repository,shared-memory,logging,trace"
 # The canary waits behind executing work (Triton cannot preempt it): a longer wait makes readiness false.
 CANARY_TIMEOUT_S = 60.0
-# The python backend's shared-memory region per instance: created at 16 MiB, grown in 64 MiB steps up to the largest
-# batch the model admits (deploy.contract.largest_batch_bytes(): 2 x 2.1 Mpixel, ~126 MB), never beyond.
+# The python backend's shared-memory region per instance: created at 16 MiB, grown in 64 MiB steps as requests need
+# it, never shrunk. Admitted batches need at most deploy.contract.largest_batch_bytes() (2 x 2.1 Mpixel, ~126 MB);
+# Triton 2.51 cannot refuse a larger body before the stub (model.py does, after the copy), so a 300 MB request grows
+# the region to ~300 MB (model_repository/README.md, "Limits"). Removed at stop and at the next start.
 SHM_DEFAULT_BYTES = 16 * 2**20
 SHM_GROWTH_BYTES = 64 * 2**20
 # Triton 2.51.0 (the python backend we run on CPU) is NGC release 24.10, which ships TensorRT 10.5: build the
@@ -201,9 +203,14 @@ class TritonServer:
         return [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
                 f"--backend-directory={_backend_dir(self.stage)}",
                 "--model-control-mode=explicit", f"--load-model={contract.MODEL_NAME}",
-                f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
-                f"--http-address={self.host}", f"--http-port={self.ports['http']}",
-                f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
+                # tritonserver joins the gRPC address and port as "ADDRESS:PORT": an IPv6 literal needs brackets.
+                f"--grpc-address={f'[{self.host}]' if ':' in self.host else self.host}",
+                f"--grpc-port={self.ports['grpc']}",
+                # libevhtp (HTTP, metrics) takes an IPv6 address only with its "ipv6:" prefix (else it binds none).
+                f"--http-address={f'ipv6:{self.host}' if ':' in self.host else self.host}",
+                f"--http-port={self.ports['http']}",
+                f"--metrics-address={f'ipv6:{self.host}' if ':' in self.host else self.host}",
+                f"--metrics-port={self.ports['metrics']}",
                 "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",
                 # Request/response objects are not pooled: after a huge body tritonserver gives the memory back
                 # (801 -> 185 MiB resident after a 300 MB request, model_repository/README.md).

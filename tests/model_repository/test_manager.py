@@ -282,6 +282,20 @@ def test_the_token_file_option_and_the_ipv6_address(tmp_path):
     assert default_stage(9101) != default_stage(9102)
 
 
+def test_ipv6_loopback_serves_and_heals_on_bracketed_urls(graphs, tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = TritonServer(stage_cpu_repository(graphs.path("pipeline"), tmp_path), host="::1", grpc_port=free_port(),
+                          http_port=free_port(), metrics_port=free_port(), health_port=free_port(), stage=tmp_path)
+    with server:
+        assert server.grpc_url == f"[::1]:{server.ports['grpc']}"
+        assert infer(server).shape == (1, 16, 20, 3)
+        assert http_get(server.health_port, "/ready", host="::1")[0] == 200
+        import urllib.request
+        url = f"http://[::1]:{server.ports['http']}/v2/health/ready"
+        assert urllib.request.urlopen(url, timeout=10).status == 200
+
+
 def _tritonservers_of(pid):
     return [p for p in supervisor._children(pid) if b"tritonserver" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
