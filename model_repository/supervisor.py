@@ -203,41 +203,51 @@ class Supervisor:
         return fds
 
     def _run(self) -> None:
+        # This thread must not end before stop(): a tritonserver it restarted gets SIGKILL when it exits (PDEATHSIG).
         while not self._stop.is_set():
-            process = self.server.process
-            problem = None
-            if process is None or process.poll() is not None:
-                problem = f"tritonserver exited ({None if process is None else process.returncode})"
-            elif not stub_pids(process.pid):
-                problem = "the python backend stub of the model is not running"
-            if problem is None:
-                fds = self._watched()
-                try:
-                    woke, _, _ = select.select(fds, [], [], self.interval)
-                finally:
-                    for fd in fds:
-                        os.close(fd)
-                if self._stop.is_set():
-                    return
-                if woke:
-                    problem = ("tritonserver exited" if process.poll() is not None
-                               else "a python backend stub process exited")
-                elif self._canary_ok():
-                    continue
-                else:
-                    busy = any(m in (self.last_error or "").lower() for m in _BUSY_MARKERS)
-                    with self._lock:
-                        self._busy = self._busy + 1 if busy else 0
-                        count = self._busy
-                    if busy and count < BUSY_FAILURES_BEFORE_HEAL:
-                        self._set(ready=False, state="busy")
-                        continue
-                    problem = self.last_error
+            try:
+                self._step()
+            except Exception as exc:  # a bug or an odd state: not ready, say why, try again
+                self._set(ready=False, state="watchdog error", error=f"watchdog: {exc!r}")
+                self.server.log_event(f"watchdog error: {exc!r}")
+                self._stop.wait(self.interval)
+
+    def _step(self) -> None:
+        """One round: wait on the processes up to `interval`, canary, heal on a failure."""
+        process = self.server.process
+        problem = None
+        if process is None or process.poll() is not None:
+            problem = f"tritonserver exited ({None if process is None else process.returncode})"
+        elif not stub_pids(process.pid):
+            problem = "the python backend stub of the model is not running"
+        if problem is None:
+            fds = self._watched()
+            try:
+                woke, _, _ = select.select(fds, [], [], self.interval)
+            finally:
+                for fd in fds:
+                    os.close(fd)
             if self._stop.is_set():
                 return
-            self._set(ready=False, state="healing", error=problem)
-            self.server.log_event(f"unhealthy: {problem}; healing")
-            self._heal()
+            if woke:
+                problem = ("tritonserver exited" if process.poll() is not None
+                           else "a python backend stub process exited")
+            elif self._canary_ok():
+                return
+            else:
+                busy = any(m in (self.last_error or "").lower() for m in _BUSY_MARKERS)
+                with self._lock:
+                    self._busy = self._busy + 1 if busy else 0
+                    count = self._busy
+                if busy and count < BUSY_FAILURES_BEFORE_HEAL:
+                    self._set(ready=False, state="busy")
+                    return
+                problem = self.last_error
+        if self._stop.is_set():
+            return
+        self._set(ready=False, state="healing", error=problem)
+        self.server.log_event(f"unhealthy: {problem}; healing")
+        self._heal()
 
     def _heal(self) -> None:
         """Reload the model; if that does not bring a passing canary, restart tritonserver (until it works)."""

@@ -185,6 +185,17 @@ def test_killed_stub_makes_readiness_false_and_heals(managed):
     assert "python backend stub" in managed.status()["last_error"]
 
 
+def test_a_killed_tritonserver_is_restarted_on_the_same_ports(managed):
+    before = managed.status()["restarts"]
+    old = managed.process.pid
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not ready(managed), 5, "readiness still true after tritonserver was killed")
+    heals(managed, managed.status()["reloads"] + before)
+    assert managed.status()["restarts"] > before and managed.process.pid != old
+    with grpcclient.InferenceServerClient(managed.grpc_url) as client:  # the token still opens what it opened
+        assert client.get_system_shared_memory_status(headers=managed.admin_headers) is not None
+
+
 def test_negative_dims_request_gets_an_error_and_service_comes_back(managed):
     before = managed.status()["reloads"] + managed.status()["restarts"]
     dims = [1, 3, -16, -20, 3]  # positive product: Triton's byte-size check passes, the stub dies decoding it
