@@ -319,10 +319,31 @@ def _gone(pid):
         return True
 
 
+def test_two_instances_of_one_checkout_stage_apart(graphs):
+    import shutil
+
+    from model_repository.server import cpu_server
+
+    first, second = free_port(), free_port()
+    try:
+        a = cpu_server(graphs.path("pipeline"), grpc_port=first, http_port=free_port(), metrics_port=free_port())
+        marker = a.repository / "in-use-by-a"
+        marker.write_text("")
+        b = cpu_server(graphs.path("pipeline"), grpc_port=second, http_port=free_port(), metrics_port=free_port())
+        assert a.stage != b.stage and a.log_path != b.log_path and a.shm_prefix != b.shm_prefix
+        assert marker.exists() and (b.repository / contract.MODEL_NAME / "config.pbtxt").is_file()
+    finally:
+        for port in (first, second):
+            shutil.rmtree(default_stage(port), ignore_errors=True)
+
+
 def test_sigkill_of_the_manager_takes_tritonserver_along_and_the_next_start_cleans_its_shm(graphs, tmp_path):
     ports = {name: free_port() for name in ("grpc", "http", "metrics", "health")}
+    token_file = tmp_path / "token"
+    token_file.write_text(f"given-{os.getpid()}\n")  # what `make serve ADMIN_TOKEN_FILE=...` passes
     manager = subprocess.Popen([sys.executable, "-m", "model_repository.server", "--onnx", str(graphs.path("pipeline")),
-                                *[a for n, p in ports.items() for a in (f"--{n}-port", str(p))]],
+                                *[a for n, p in ports.items() for a in (f"--{n}-port", str(p))],
+                                "--admin-token-file", str(token_file)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = manager.stdout.readline()
@@ -330,6 +351,8 @@ def test_sigkill_of_the_manager_takes_tritonserver_along_and_the_next_start_clea
         (triton,) = _tritonservers_of(manager.pid)
         stubs = supervisor.stub_pids(triton)
         token = contract.admin_token_path(ports["grpc"]).read_text()
+        assert token == f"given-{os.getpid()}"
+        assert token.encode() in Path(f"/proc/{triton}/cmdline").read_bytes()  # what stays visible (README)
         assert token.encode() not in Path(f"/proc/{manager.pid}/cmdline").read_bytes()
         assert token not in line
         leaked = instance.shm_regions(instance.shm_prefix(ports["grpc"], manager.pid))
@@ -346,6 +369,8 @@ def test_sigkill_of_the_manager_takes_tritonserver_along_and_the_next_start_clea
     finally:
         if manager.poll() is None:
             manager.kill()
+        import shutil
+        shutil.rmtree(default_stage(ports["grpc"]), ignore_errors=True)
     assert all(r.exists() for r in leaked)  # what a SIGKILL leaves behind
     stage = tmp_path / "next"
     with TritonServer(stage_cpu_repository(graphs.path("pipeline"), stage), grpc_port=free_port(),
