@@ -118,9 +118,14 @@ HTTP_PORT  ?= 8000
 #> METRICS_PORT Prometheus metrics port of serve / demo (default 8002)
 METRICS_PORT ?= 8002
 #> GPU          GPU=1: `make serve` runs the plugin pre-flight and prints/runs the NGC Triton command
-SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+#> HEALTH_PORT  the server manager's health port: GET /ready (a recent canary inference passed), /live (default 8003)
+HEALTH_PORT ?= 8003
+#> ADMIN_TOKEN_FILE file holding the restricted endpoints' token for `make serve` (default: one is generated)
+ADMIN_TOKEN_FILE ?=
+SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) \
+	--health-port $(HEALTH_PORT) $(if $(ADMIN_TOKEN_FILE),--admin-token-file $(ADMIN_TOKEN_FILE))
 
-serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1: plugin pre-flight, then prints/runs the NGC command
+serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default, supervised, /ready on HEALTH_PORT) until Ctrl-C; ADMIN_TOKEN_FILE=; GPU=1: plugin pre-flight, then prints/runs the NGC command
 	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
 
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop

@@ -3,6 +3,8 @@
 #   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
 #                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
 #   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU
+#   (both end with the soak, benchmarks/soak.py: the supervised CPU server under concurrency 8 for 5 min, QUICK 30 s;
+#   failures and resident memory over time -> <stem>_soak.csv/.png, PASS/FAIL against "0 failures, flat memory")
 #
 # Variables: QUICK=1, SIZES=HxW,HxW (run on every backend, CPU ones too), DATA=NTIRE-format folder (accuracy vs
 # ground truth), BENCH_OUT=results folder (default benchmarks/results), URL=host:port of a running Triton (e.g. the
@@ -35,3 +37,4 @@ BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--si
 
 bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
+	$(PY) -m benchmarks.soak $(if $(filter-out 0 no false,$(QUICK)),--quick) --out $(BENCH_OUT) --work $(BUILD)/bench/soak --onnx $(ONNX_FP32)

@@ -121,8 +121,9 @@ class LevelResult:
 class _Slot:
     """One client's inputs/output exchange: plain tensors, a system shared-memory region, or CUDA regions."""
 
-    def __init__(self, transport: str, in_bytes: int, out_bytes: int):
+    def __init__(self, transport: str, in_bytes: int, out_bytes: int, headers: Optional[dict] = None):
         self.transport = transport
+        self.headers = headers  # the admin token: registering shared memory is restricted, loopback too
         self.name = f"adnet_bench_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self.in_bytes, self.out_bytes = in_bytes, out_bytes
         self.registered: list[str] = []
@@ -133,7 +134,7 @@ class _Slot:
         if self.transport == "system_shm":
             size = _aligned(self.in_bytes) + self.out_bytes
             self.memory = shared_memory.SharedMemory(name=self.name, create=True, size=size)
-            await client.register_system_shared_memory(self.name, "/" + self.name, size)
+            await client.register_system_shared_memory(self.name, "/" + self.name, size, headers=self.headers)
             self.registered.append(self.name)
         elif self.transport == "cuda_shm":
             import tritonclient.utils.cuda_shared_memory as cudashm
@@ -143,7 +144,8 @@ class _Slot:
             self.cuda_out = cudashm.create_shared_memory_region(self.name + "_out", self.out_bytes, 0)
             for region, size in ((self.cuda_in, self.in_bytes), (self.cuda_out, self.out_bytes)):
                 suffix = "_in" if region is self.cuda_in else "_out"
-                await client.register_cuda_shared_memory(self.name + suffix, cudashm.get_raw_handle(region), 0, size)
+                await client.register_cuda_shared_memory(self.name + suffix, cudashm.get_raw_handle(region), 0, size,
+                                                         headers=self.headers)
                 self.registered.append(self.name + suffix)
 
     async def infer(self, client, frame: Frame) -> np.ndarray:
@@ -184,7 +186,7 @@ class _Slot:
                           else client.unregister_cuda_shared_memory)
             for attempt in range(10):  # Triton holds a region for a moment after answering
                 try:
-                    await unregister(name)
+                    await unregister(name, headers=self.headers)
                     break
                 except Exception:
                     await asyncio.sleep(0.1 * (attempt + 1))
@@ -199,6 +201,15 @@ class _Slot:
             self.cuda = None
 
 
+def _admin_headers(url: str) -> Optional[dict]:
+    """The admin token of a local server manager listening at `url`, from its 0600 token file (if there is one)."""
+    port = url.rsplit(":", 1)[-1]
+    path = contract.admin_token_path(int(port)) if port.isdigit() else None
+    if path is None or not path.is_file():
+        return None
+    return {contract.GRPC_ADMIN_HEADER: path.read_text().strip()}
+
+
 async def _load(url: str, frames: list[Frame], concurrency: int, transport: str, requests: int,
                 max_seconds: float, warmup: int) -> LevelResult:
     import tritonclient.grpc.aio as grpcaio
@@ -206,7 +217,7 @@ async def _load(url: str, frames: list[Frame], concurrency: int, transport: str,
     in_bytes = max(_aligned(f.ldr.nbytes) + f.ev.nbytes for f in frames)
     out_bytes = max(int(np.prod(f.ldr.shape[:1] + f.ldr.shape[2:4])) * contract.NUM_COLORS * 4 for f in frames)
     client = grpcaio.InferenceServerClient(url)
-    slots = [_Slot(transport, in_bytes, out_bytes) for _ in range(concurrency)]
+    slots = [_Slot(transport, in_bytes, out_bytes, _admin_headers(url)) for _ in range(concurrency)]
     samples, errors = [], []
     try:
         for slot in slots:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import onnx
 
-from model_repository.server import ROOT, ServerError, TritonServer, stage_cpu_repository
+from model_repository.server import ROOT, ServerError, cpu_server
 
 SAMPLES = ROOT / "client" / "samples"
 
@@ -38,12 +38,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     onnx_path = Path(args.onnx)
     try:
-        repo = stage_cpu_repository(onnx_path, ROOT / "build" / "triton")
+        # Its own ports, found free before anything is staged or started: the demo never reports another server's
+        # results as its own, nor rewrites another instance's staged repository.
+        server = cpu_server(onnx_path, grpc_port=args.grpc_port, http_port=args.http_port,
+                            metrics_port=args.metrics_port)
         weights = weights_of(onnx_path)
         if weights.startswith("random"):
             print(f"NOTE: {onnx_path} holds SEEDED RANDOM WEIGHTS ({weights}): no public ADNet checkpoint exists, so "
                   f"the demo shows the serving path, not a trained HDR merge. Use `make demo CKPT=your.pth`.")
-        server = TritonServer(repo, grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port)
         print(f"starting Triton (CPU, ONNX Runtime) on {server.grpc_url} ...", flush=True)
         with server:
             print(f"server ready; log: {server.log_path}", flush=True)

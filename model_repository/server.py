@@ -7,16 +7,20 @@ build/ so that the source tree stays clean: config.pbtxt and model.py are linked
 GPU: the NGC Triton container with the TensorRT plan and our plugin; `docker_command()` returns the exact
 command (printed by `python -m model_repository.server --gpu`).
 
-Restricted endpoints (model repository control, shared memory) need a token whenever the server listens beyond
-loopback: the same header key/value must then be sent by clients (`client --admin-token`).
+The manager (this module's CLI) supervises tritonserver: explicit model control, a watchdog that canaries the
+model and reloads it (or restarts tritonserver) when it cannot serve, GET /ready and /live on the health port
+(model_repository/supervisor.py); busy ports refused before starting, one staging folder per instance, the
+python backend's shared memory per instance and cleaned, tritonserver dying with its manager
+(model_repository/instance.py). Restricted endpoints (RESTRICTED) always need the admin token, on loopback too;
+local clients find it in the 0600 file client.contract.admin_token_path(grpc_port).
 
-CLI: python -m model_repository.server [--onnx build/adnet.onnx] [--host 127.0.0.1] [--grpc-port 8001] ...
+CLI: python -m model_repository.server [--onnx build/adnet.onnx] [--host 127.0.0.1] [--grpc-port 8001]
+     [--http-port 8000] [--metrics-port 8002] [--health-port 8003] [--admin-token-file FILE] [--check]
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import ipaddress
 import os
 import secrets
 import shutil
@@ -25,21 +29,36 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 from typing import Optional
 
 from client import contract
 from client.errors import AdnetError
+from model_repository import instance, supervisor
 
 __all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "free_port", "ADMIN_HEADER",
-           "NGC_TRITON_TAG", "RESTRICTED"]
+           "NGC_TRITON_TAG", "RESTRICTED", "default_stage", "cpu_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CPU = Path(__file__).resolve().parent / "cpu" / contract.MODEL_NAME
 SOURCE_GPU_REPO = Path(__file__).resolve().parent / "gpu"
 ADMIN_HEADER = contract.ADMIN_HEADER
-RESTRICTED = "model-repository,shared-memory"
+# Restricted API groups (tritonserver's names), open only with the admin token: model-repository (load/unload),
+# shared-memory (a registered region whose file is truncated crashes tritonserver with SIGBUS), logging (its
+# settings can move the log file), trace (its settings write trace files). Left open: health, metadata, inference,
+# model-config (the config is public, in git; clients read it), statistics (the same counts as the open metrics
+# port).
+RESTRICTED = "model-repository,shared-memory,logging,trace"
+# The canary waits behind executing work (Triton cannot preempt it): a longer wait makes readiness false.
+CANARY_TIMEOUT_S = 60.0
+# The python backend's shared-memory region per instance: created at 16 MiB, grown in 64 MiB steps as requests need
+# it, never shrunk. Admitted batches need at most deploy.contract.largest_batch_bytes() (2 x 2.1 Mpixel, ~126 MB);
+# Triton 2.51 cannot refuse a larger body before the stub (model.py does, after the copy), so a 300 MB request grows
+# the region to ~300 MB (model_repository/README.md, "Limits"). Removed at stop and at the next start.
+SHM_DEFAULT_BYTES = 16 * 2**20
+SHM_GROWTH_BYTES = 64 * 2**20
 # Triton 2.51.0 (the python backend we run on CPU) is NGC release 24.10, which ships TensorRT 10.5: build the
 # plan and the plugin in nvcr.io/nvidia/tensorrt:24.10-py3 (or inside this Triton image) to match.
 NGC_TRITON_TAG = "24.10"
@@ -117,48 +136,90 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _config_ldr_type(repository: Path) -> str:
+    """The LDR data type of the staged model's config.pbtxt (the canary sends that type)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        config = text_format.Parse((repository / contract.MODEL_NAME / "config.pbtxt").read_text(), mc.ModelConfig())
+    except (OSError, text_format.ParseError):
+        return "TYPE_UINT8"
+    types = {i.name: mc.DataType.Name(i.data_type) for i in config.input}
+    return types.get(contract.INPUT_LDR, "TYPE_UINT8")
+
+
+def default_stage(grpc_port: int) -> Path:
+    """Each instance's own staging folder (repository, backends, log): two servers of one checkout never share it."""
+    return ROOT / "build" / "triton" / str(int(grpc_port))
 
 
 class TritonServer:
-    """A tritonserver process serving one repository; a context manager that always stops it."""
+    """A tritonserver process serving one repository, supervised; a context manager that always stops it.
+
+    Always runs with an admin token for the restricted endpoints (RESTRICTED), loopback too: `admin_token` or a
+    generated one, written to client.contract.admin_token_path(grpc_port) (0600) while the server runs.
+    With `watchdog` (the default) a Supervisor thread canaries the model every `canary_interval` s and heals it;
+    `health_port` adds the manager's GET /ready and /live endpoint (model_repository/supervisor.py).
+    """
 
     def __init__(self, repository: str | Path, *, host: str = "127.0.0.1", grpc_port: int = 8001,
-                 http_port: int = 8000, metrics_port: int = 8002, admin_token: Optional[str] = None,
-                 stage: str | Path = ROOT / "build" / "triton", log_path: Optional[str | Path] = None):
+                 http_port: int = 8000, metrics_port: int = 8002, health_port: Optional[int] = None,
+                 admin_token: Optional[str] = None, stage: Optional[str | Path] = None,
+                 log_path: Optional[str | Path] = None, watchdog: bool = True, canary_interval: float = 2.0,
+                 canary_timeout: float = CANARY_TIMEOUT_S, shm_default_bytes: int = SHM_DEFAULT_BYTES,
+                 shm_growth_bytes: int = SHM_GROWTH_BYTES):
         self.repository = Path(repository)
         self.host = host
         self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
-        if admin_token is None and not _is_loopback(host):
-            admin_token = secrets.token_urlsafe(24)
-        self.admin_token = admin_token
-        self.stage = Path(stage)
+        self.health_port = health_port
+        if health_port is not None and not watchdog:
+            raise ValueError("health_port needs the watchdog: /ready answers from its canary")
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self.stage = Path(stage) if stage is not None else default_stage(grpc_port)
         self.log_path = Path(log_path) if log_path else self.stage / "tritonserver.log"
+        self.shm_prefix = instance.shm_prefix(grpc_port)
+        self.shm_bytes = (int(shm_default_bytes), int(shm_growth_bytes))
         self.process: Optional[subprocess.Popen] = None
+        self.token_file: Optional[Path] = None
+        self.supervisor = (supervisor.Supervisor(self, canary_interval=canary_interval, canary_timeout=canary_timeout)
+                           if watchdog else None)
+        self._health: Optional[supervisor.HealthServer] = None
+        self._process_lock = threading.RLock()
+        self._stopping = False
 
     @property
     def grpc_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"{host}:{self.ports['grpc']}"
+        return f"{instance.url_host(self.host)}:{self.ports['grpc']}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """gRPC headers that open the restricted endpoints of this server."""
+        return {contract.GRPC_ADMIN_HEADER: self.admin_token}
 
     def command(self) -> list[str]:
         root = _pytriton_root()
-        cmd = [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-               f"--backend-directory={_backend_dir(self.stage)}", "--model-control-mode=none",
-               f"--grpc-address={self.host}", f"--grpc-port={self.ports['grpc']}",
-               f"--http-address={self.host}", f"--http-port={self.ports['http']}",
-               f"--metrics-address={self.host}", f"--metrics-port={self.ports['metrics']}",
-               "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0"]
-        if self.admin_token:
-            rule = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_token}"
-            cmd += [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
-        return cmd
+        rule = f"{RESTRICTED}:{ADMIN_HEADER}={self.admin_token}"
+        default_bytes, growth_bytes = self.shm_bytes
+        return [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
+                f"--backend-directory={_backend_dir(self.stage)}",
+                "--model-control-mode=explicit", f"--load-model={contract.MODEL_NAME}",
+                # tritonserver joins the gRPC address and port as "ADDRESS:PORT": an IPv6 literal needs brackets.
+                f"--grpc-address={f'[{self.host}]' if ':' in self.host else self.host}",
+                f"--grpc-port={self.ports['grpc']}",
+                # libevhtp (HTTP, metrics) takes an IPv6 address only with its "ipv6:" prefix (else it binds none).
+                f"--http-address={f'ipv6:{self.host}' if ':' in self.host else self.host}",
+                f"--http-port={self.ports['http']}",
+                f"--metrics-address={f'ipv6:{self.host}' if ':' in self.host else self.host}",
+                f"--metrics-port={self.ports['metrics']}",
+                "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",
+                # Request/response objects are not pooled: after a huge body tritonserver gives the memory back
+                # (801 -> 185 MiB resident after a 300 MB request, model_repository/README.md).
+                "--grpc-infer-allocation-pool-size=0",
+                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+                f"--backend-config=python,shm-default-byte-size={default_bytes}",
+                f"--backend-config=python,shm-growth-byte-size={growth_bytes}",
+                f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -169,33 +230,70 @@ class TritonServer:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
         return env
 
-    def start(self, timeout: float = 120.0) -> "TritonServer":
-        import tritonclient.grpc as grpcclient
+    def _ports_to_check(self) -> dict[str, int]:
+        ports = dict(self.ports)
+        if self.health_port is not None:
+            ports["health"] = self.health_port
+        return ports
 
+    def start(self, timeout: float = 120.0) -> "TritonServer":
         if self.process is not None:
             return self
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        try:
+            instance.check_ports_free(self.host, self._ports_to_check())
+        except instance.PortBusy as exc:
+            raise ServerError(str(exc)) from None
+        self._stopping = False
+        try:
+            self.token_file = instance.write_token_file(self.ports["grpc"], self.admin_token)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_text("")
+            error = self._spawn(timeout)
+            if error:
+                raise ServerError(error)
+            if self.supervisor is not None:
+                self.supervisor.ldr_type = _config_ldr_type(self.repository)
+                try:
+                    self.supervisor.first_canary(min(timeout, 60.0))
+                except RuntimeError as exc:
+                    raise ServerError(f"the model loaded but its canary inference fails: {exc}\n{self.log_tail()}")
+                if self.health_port is not None:
+                    self._health = supervisor.HealthServer(self.supervisor, self.host, self.health_port)
+                self.supervisor.start()
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, timeout: float) -> Optional[str]:
+        """Start tritonserver and wait until it and the model are ready; None, or the error (process stopped)."""
+        import tritonclient.grpc as grpcclient
+
+        with self._process_lock:
+            if self._stopping:
+                return "stopping"
+            instance.remove_orphaned_shm(self.shm_prefix)
+            with open(self.log_path, "a") as log:
+                self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log,
+                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                start_new_session=True, preexec_fn=instance.die_with_parent())
+            process = self.process
         deadline = time.monotonic() + timeout
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
             while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
-                                      f"{self.log_tail()}")
+                if process.poll() is not None:
+                    code = process.returncode
+                    self._kill_process()
+                    return f"tritonserver exited with code {code} while starting:\n{self.log_tail()}"
                 try:
                     if client.is_server_ready() and client.is_model_ready(contract.MODEL_NAME):
-                        return self
+                        return None
                 except Exception:  # not listening yet
                     pass
                 time.sleep(0.2)
-            raise ServerError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
-        except BaseException:
-            self.stop()
-            raise
+            self._kill_process()
+            return f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}"
         finally:
             client.close()
 
@@ -205,30 +303,127 @@ class TritonServer:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the server's process group, SIGKILL it if it does not exit in time; idempotent."""
-        if self.process is None:
+    def log_event(self, message: str) -> None:
+        """A line of the manager's own in tritonserver's log (what the watchdog saw and did)."""
+        try:
+            with open(self.log_path, "a") as log:
+                log.write(f"[adnet-manager {time.strftime('%Y-%m-%dT%H:%M:%S')}] {message}\n")
+        except OSError:
+            pass
+
+    def status(self) -> dict:
+        """What GET /ready answers: readiness, watchdog state, counts of canaries, reloads and restarts."""
+        if self.supervisor is not None:
+            return {**self.supervisor.status(), "ports": self._ports_to_check()}
+        alive = self.process is not None and self.process.poll() is None
+        return {"model": contract.MODEL_NAME, "ready": None, "live": alive, "state": "unsupervised",
+                "ports": self._ports_to_check()}
+
+    # --- healing (called by the supervisor's thread) ---------------------------------------------------------------
+    def reload_model(self, timeout: float = 60.0) -> Optional[str]:
+        """Unload and load the model through the repository API (with the token); None, or the error."""
+        import tritonclient.grpc as grpcclient
+
+        try:
+            with grpcclient.InferenceServerClient(self.grpc_url) as client:
+                client.unload_model(contract.MODEL_NAME, headers=self.admin_headers, client_timeout=timeout)
+                deadline = time.monotonic() + timeout
+                while client.is_model_ready(contract.MODEL_NAME):
+                    if time.monotonic() > deadline:
+                        return f"{contract.MODEL_NAME} still loaded {timeout:.0f} s after the unload request"
+                    time.sleep(0.1)
+                if self.process is not None:  # the dead stub's regions, now unmapped
+                    instance.remove_unmapped_shm(self.shm_prefix, self.process.pid)
+                client.load_model(contract.MODEL_NAME, headers=self.admin_headers, client_timeout=timeout)
+                if not client.is_model_ready(contract.MODEL_NAME):
+                    return f"{contract.MODEL_NAME} not ready after loading"
+            return None
+        except Exception as exc:
+            return f"reload failed: {str(exc).strip()[:300]}"
+
+    def restart_process(self, timeout: float = 120.0) -> Optional[str]:
+        """Kill tritonserver (its whole process group) and start it again on the same ports; None, or the error."""
+        with self._process_lock:
+            if self._stopping:
+                return "stopping"
+            self._kill_process()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the dead server's listeners are closed with it; be sure
+            try:
+                instance.check_ports_free(self.host, self.ports)
+                break
+            except instance.PortBusy:
+                time.sleep(0.2)
+        return self._spawn(timeout)
+
+    def _kill_process(self) -> None:
+        with self._process_lock:
+            process, self.process = self.process, None
+        if process is None:
             return
         try:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait(5)
-            else:  # the server died; its stubs may still linger in the group
-                os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        instance.remove_shm(instance.shm_regions(self.shm_prefix))
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the watchdog, SIGTERM the server's process group (SIGKILL if it does not exit in time), remove the
+        token file and this instance's shared-memory regions; idempotent."""
+        with self._process_lock:
+            self._stopping = True
+        if self._health is not None:
+            self._health.close()
+            self._health = None
+        if self.supervisor is not None:
+            self.supervisor.signal_stop()
+        with self._process_lock:
+            process, self.process = self.process, None
+        try:
+            if process is not None:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    try:
+                        process.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait(5)
+                # the server died or exited; its stubs may still linger in the group
+                os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         finally:
-            self.process = None
+            if self.supervisor is not None:
+                self.supervisor.stop()
+            instance.remove_shm(instance.shm_regions(self.shm_prefix))
+            if self.token_file is not None:
+                instance.remove_token_file(self.ports["grpc"], self.admin_token)
+                self.token_file = None
 
     def __enter__(self) -> "TritonServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def cpu_server(onnx_path: str | Path, *, grpc_port: int = 8001, stage: Optional[str | Path] = None,
+               **kwargs) -> TritonServer:
+    """A (not yet started) TritonServer for the CPU model of `onnx_path`, staged in its own folder
+    (default_stage(grpc_port)) only after its ports were found free: a busy port is a ServerError naming it, and
+    the repository of whichever server holds the port is left alone."""
+    stage = Path(stage) if stage is not None else default_stage(grpc_port)
+    server = TritonServer(stage / "repository", grpc_port=grpc_port, stage=stage, **kwargs)
+    try:
+        instance.check_ports_free(server.host, server._ports_to_check())
+    except instance.PortBusy as exc:
+        raise ServerError(str(exc)) from None
+    stage_cpu_repository(onnx_path, stage)
+    return server
 
 
 def docker_command(*, plugin: str = "build/libadnet_plugins.so", repository: str = "model_repository/gpu",
@@ -244,54 +439,64 @@ def docker_command(*, plugin: str = "build/libadnet_plugins.so", repository: str
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from deploy import contract as deploy_contract  # imports this module: only here, not at the top
+
     parser = argparse.ArgumentParser(prog="python -m model_repository.server", description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", default="build/adnet.onnx", help="pipeline ONNX for the CPU model")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (beyond loopback needs a token)")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address of every endpoint (e.g. 0.0.0.0, ::1)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--admin-token", help="token for model-repository/shared-memory endpoints "
-                        f"(header {ADMIN_HEADER}); generated when listening beyond loopback")
+    parser.add_argument("--health-port", type=int, default=deploy_contract.HEALTH_PORT,
+                        help=f"the manager's GET {deploy_contract.READY_PATH} (200 while a recent canary inference "
+                             f"succeeded) and {deploy_contract.LIVE_PATH}")
+    parser.add_argument("--admin-token-file", help=f"file holding the token of the restricted endpoints ({RESTRICTED}; "
+                        f"header {ADMIN_HEADER}); default: a new token per start. Either way local clients find it "
+                        "in the 0600 file named at start")
+    parser.add_argument("--canary-interval", type=float, default=2.0, help="seconds between canary inferences")
     parser.add_argument("--gpu", action="store_true", help="print (and run, with docker and a GPU) the NGC command")
     parser.add_argument("--check", action="store_true", help="start, wait until ready, stop (a smoke test)")
     args = parser.parse_args(argv)
+    try:
+        token = instance.read_token_file(args.admin_token_file) if args.admin_token_file else None
+    except (OSError, ValueError) as exc:
+        print(f"error: --admin-token-file: {exc}", file=sys.stderr)
+        return 2
     if args.gpu:
         cmd = docker_command(ports=(args.http_port, args.grpc_port, args.metrics_port),
-                             admin_token=args.admin_token or secrets.token_urlsafe(24))
+                             admin_token=token or secrets.token_urlsafe(24))
         print(cmd)
         if shutil.which("docker") and shutil.which("nvidia-smi") and Path("model_repository/gpu/adnet/1/model.plan").is_file():
             return subprocess.call(cmd, shell=True)
         print("(not run: needs docker, an NVIDIA GPU, the plan from `make engine` and the plugin from `make plugin`)",
               file=sys.stderr)
         return 0
-    # The server runs in its own session: turn SIGTERM into SystemExit so that `finally` stops it.
+    # SIGTERM (the kubelet, `kill`) becomes SystemExit so that `finally` stops the server gracefully.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        repo = stage_cpu_repository(args.onnx, ROOT / "build" / "triton")
-        server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
-                              metrics_port=args.metrics_port, admin_token=args.admin_token)
+        server = cpu_server(args.onnx, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                            metrics_port=args.metrics_port, health_port=args.health_port, admin_token=token,
+                            canary_interval=args.canary_interval)
         server.start()
-    except ServerError as exc:
+    except (ServerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Triton {contract.MODEL_NAME} (CPU) ready: gRPC {server.grpc_url}, HTTP {args.host}:{args.http_port}, "
-          f"metrics {args.host}:{args.metrics_port}; log {server.log_path}")
-    if server.admin_token:
-        print(f"restricted endpoints ({RESTRICTED}) need the header {ADMIN_HEADER}: {server.admin_token}")
+    url = instance.url_host(args.host)
+    print(f"Triton {contract.MODEL_NAME} (CPU) ready: gRPC {server.grpc_url}, HTTP {url}:{args.http_port}, "
+          f"metrics {url}:{args.metrics_port}, health {url}:{args.health_port}{deploy_contract.READY_PATH}; "
+          f"log {server.log_path}", flush=True)
+    print(f"restricted endpoints ({RESTRICTED}) need the header {ADMIN_HEADER} with the token in "
+          f"{server.token_file} (local clients read it from there)", flush=True)
     try:
         if not args.check:
-            print("Ctrl-C stops the server.")
-            while server.process and server.process.poll() is None:
+            print("Ctrl-C stops the server.", flush=True)
+            while True:  # the watchdog restarts a dead tritonserver; the manager itself runs until stopped
                 time.sleep(0.5)
-            if server.process and server.process.returncode:
-                print(f"error: tritonserver exited with {server.process.returncode}:\n{server.log_tail()}",
-                      file=sys.stderr)
-                return 1
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
-        print("server stopped")
+        print("server stopped", flush=True)
     return 0
 
 

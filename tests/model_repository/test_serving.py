@@ -95,9 +95,11 @@ def test_restricted_endpoints_need_the_token(graphs, tmp_path):
         client.close()
 
 
-def test_a_server_listening_beyond_loopback_gets_a_token():
-    assert TritonServer("/nonexistent", host="0.0.0.0").admin_token
-    assert TritonServer("/nonexistent", host="127.0.0.1").admin_token is None
+def test_every_server_gets_a_token_loopback_too():
+    # Deliberately changed (issue #10, finding 3): any local process could register shared memory on loopback.
+    for host in ("0.0.0.0", "127.0.0.1", "::1"):
+        assert TritonServer("/nonexistent", host=host).admin_token
+    assert TritonServer("/nonexistent").admin_token != TritonServer("/nonexistent").admin_token
 
 
 def _group_alive(pgid):
