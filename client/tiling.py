@@ -18,8 +18,11 @@ outputs covering it, and its error against the whole-frame output is at most the
   batches in flight; used by the client (client/infer.py) and by the CPU model (model_repository/cpu/adnet/1).
 
 Defaults: `DEFAULT_OVERLAP` = 32 pixels (benchmarks/tiling.py measures tiled against whole-frame output);
-`DEFAULT_TILE` = 1024x1024, within the GPU engine's profile (export/profiles.py: max 2 x 1080 x 1920, so a batch of
-two tiles fits). A model that declares `tile_max_pixels` (the CPU model) gets tiles of `tile_for_pixels()`.
+`DEFAULT_TILE` = 1080 x 1920, the GPU engine's largest profile shape (export/profiles.py DEFAULT_PROFILE.max, batch
+2 = max_batch_size; tests/client/test_tiling.py checks they agree): a scene up to that size goes whole, a larger one
+in batches of two such tiles. A model that declares `tile_max_pixels` in its config (the CPU model, whose memory
+grows with the pixels of one ONNX Runtime run) gets tiles of `tile_for_pixels(tile_max_pixels)` instead
+(`client_tile()`), so that the server runs them as they come.
 """
 from __future__ import annotations
 
@@ -33,12 +36,13 @@ import numpy as np
 
 from . import contract
 
-__all__ = ["ALIGN", "DEFAULT_TILE", "DEFAULT_OVERLAP", "MAX_SCENE_SIDE", "TilePlan", "TilingError", "plan_tiles",
-           "tile_for_pixels", "Merger", "iter_tile_batches", "infer_tiled"]
+__all__ = ["ALIGN", "DEFAULT_TILE", "DEFAULT_OVERLAP", "MAX_SCENE_SIDE", "TILES_IN_FLIGHT", "TilePlan", "TilingError",
+           "plan_tiles", "tile_for_pixels", "client_tile", "Merger", "iter_tile_batches", "infer_tiled"]
 
 ALIGN = 4                 # tile starts are multiples of the network's total downsampling (2 x stride-2 levels)
-DEFAULT_TILE = (1024, 1024)
+DEFAULT_TILE = (1080, 1920)
 DEFAULT_OVERLAP = 32
+TILES_IN_FLIGHT = 2       # client requests in flight per scene: one computing while the next one travels
 # Client-side scene limit: the client holds the decoded frames and the float32 output (8192 x 8192: 0.6 GB of
 # uint8 frames + 0.8 GB of output); tiles keep the server's memory independent of the scene size.
 MAX_SCENE_SIDE = 16384
@@ -173,6 +177,20 @@ def tile_for_pixels(max_pixels: int, height: int, width: int) -> tuple[int, int]
     if width < side:
         return spanning(width)[::-1]
     return side, side
+
+
+def client_tile(height: int, width: int, tile_max_pixels: Optional[int] = None) -> Optional[tuple[int, int]]:
+    """The tile a client should cut an H x W scene into for a model, or None when the scene goes in one request.
+
+    A model with `tile_max_pixels` (its config parameter) gets scenes above that many pixels in tiles of
+    `tile_for_pixels(tile_max_pixels)`; any other model (the GPU engine) scenes larger than DEFAULT_TILE."""
+    if tile_max_pixels:
+        if height * width <= tile_max_pixels and max(height, width) <= contract.MAX_SIDE:
+            return None
+        return tile_for_pixels(tile_max_pixels, height, width)
+    if height <= DEFAULT_TILE[0] and width <= DEFAULT_TILE[1]:
+        return None
+    return DEFAULT_TILE
 
 
 class Merger:

@@ -256,3 +256,29 @@ def test_tile_for_pixels_stays_within_the_budget_and_the_contract(budget, h, w):
     assert max(th, tw) <= contract.MAX_SIDE
     if min(h, w) >= np.sqrt(budget):
         assert th == tw and (th + ALIGN) ** 2 > budget  # the largest aligned square
+
+
+def test_the_default_tile_is_the_gpu_profiles_largest_shape():
+    from export.profiles import DEFAULT_PROFILE
+
+    assert tiling.DEFAULT_TILE == (DEFAULT_PROFILE.max.height, DEFAULT_PROFILE.max.width)
+    assert all(t % ALIGN == 0 for t in tiling.DEFAULT_TILE)
+    assert 2 * tiling.DEFAULT_OVERLAP + 2 * ALIGN <= min(tiling.DEFAULT_TILE)
+
+
+@pytest.mark.parametrize("h, w, tile_max_pixels, expected", [
+    (1060, 1900, None, None),                      # the NTIRE frame goes whole to the GPU engine
+    (3000, 4000, None, tiling.DEFAULT_TILE),       # a 12 MP phone frame in GPU-profile tiles
+    (1920, 1080, None, tiling.DEFAULT_TILE),       # portrait: the same tile shape, clamped by the plan
+    (300, 400, 131072, None),                      # fits the CPU model's budget
+    (600, 800, 131072, (360, 360)),
+    (8, 5000, 131072, (8, contract.MAX_SIDE)),      # few pixels, but a side over the contract's MAX_SIDE
+])
+def test_client_tile(h, w, tile_max_pixels, expected):
+    assert tiling.client_tile(h, w, tile_max_pixels) == expected
+
+
+def test_8192_squared_in_default_tiles():
+    plan = plan_tiles(8192, 8192, tiling.client_tile(8192, 8192))
+    check_plan(plan, 8192, 8192)
+    assert plan.tile_shape == tiling.DEFAULT_TILE

@@ -58,14 +58,48 @@ def stub_memory_mib(server) -> dict:
     return fields
 
 
-def test_a_frame_over_tile_max_pixels_is_tiled_matches_the_whole_frame_and_memory_is_given_back(
-        tiled_server, graphs):
+@pytest.fixture(scope="module")
+def frame(graphs):
+    """A random 160x200 scene, ONNX Runtime in this process, and its whole-frame output."""
     import onnxruntime as ort
 
-    h, w = FRAME
     rng = np.random.default_rng()
-    ldr = rng.integers(0, 256, (1, 3, h, w, 3), dtype=np.uint8)
+    ldr = rng.integers(0, 256, (1, 3) + FRAME + (3,), dtype=np.uint8)
     ev = np.array([[-2.0, 0.0, 2.0]], np.float32) + rng.uniform(-1, 1, (1, 1)).astype(np.float32)
+    session = ort.InferenceSession(str(graphs.path("pipeline")), providers=["CPUExecutionProvider"])
+    return ldr, ev, session, session.run(None, {"LDR": ldr, "EV": ev})[0][0]
+
+
+def tiled_reference(frame, plan):
+    """The plan's tiles through ONNX Runtime here, blended by the library (independent of model.py and the
+    client), and per pixel the largest distance of a covering tile's output to the whole frame's."""
+    ldr, ev, session, whole = frame
+    merger = tiling.Merger(plan)
+    bound = np.zeros(whole.shape[:2])
+    for i in range(len(plan)):
+        rows, cols = plan.window(i)
+        tile_out = session.run(None, {"LDR": np.ascontiguousarray(ldr[:, :, rows, cols]), "EV": ev})[0]
+        merger.add([i], tile_out)
+        bound[rows, cols] = np.maximum(bound[rows, cols], np.abs(tile_out[0] - whole[rows, cols]).max(-1))
+    return merger.result(), bound
+
+
+def check_tiled(got, frame, plan):
+    whole = frame[3]
+    assert len(plan.ys) >= 2 and len(plan.xs) >= 2, plan
+    reference, bound = tiled_reference(frame, plan)
+    assert got.shape == whole.shape and np.all(np.isfinite(got))
+    assert rel_l2(got, reference) <= 1e-5
+    # Blending makes each pixel a convex combination of the tiles covering it: its distance to the whole frame's
+    # output is at most that of the farthest covering tile (plus float32 rounding).
+    excess = np.abs(got - whole).max(-1) - bound
+    assert excess.max() <= 1e-5 * np.abs(whole).max(), f"tiled output beyond its tiles' bound by {excess.max()}"
+    print(f"tiled vs whole: rel_l2 {rel_l2(got, whole):.2e}, max abs {np.abs(got - whole).max():.3g}")
+
+
+def test_a_frame_over_tile_max_pixels_is_tiled_matches_the_whole_frame_and_memory_is_given_back(
+        tiled_server, frame):
+    ldr, ev, _, _ = frame
     client = grpcclient.InferenceServerClient(tiled_server.grpc_url)
     try:
         inputs = [grpcclient.InferInput("LDR", list(ldr.shape), "UINT8"), grpcclient.InferInput("EV", [1, 3], "FP32")]
@@ -75,25 +109,20 @@ def test_a_frame_over_tile_max_pixels_is_tiled_matches_the_whole_frame_and_memor
     finally:
         client.close()
     memory = stub_memory_mib(tiled_server)
-    print(f"stub after one {h}x{w} request in tiles of {TILE_MAX_PIXELS} px: {memory}")
-
-    session = ort.InferenceSession(str(graphs.path("pipeline")), providers=["CPUExecutionProvider"])
-    whole = session.run(None, {"LDR": ldr, "EV": ev})[0][0]
-    plan = tiling.plan_tiles(h, w, tiling.tile_for_pixels(TILE_MAX_PIXELS, h, w), TILE_OVERLAP)
-    assert len(plan.ys) >= 2 and len(plan.xs) >= 2, plan
-    # Independent of model.py: the same tiles through ONNX Runtime here, blended by the library.
-    merger = tiling.Merger(plan)
-    bound = np.zeros((h, w))
-    for i in range(len(plan)):
-        rows, cols = plan.window(i)
-        tile_out = session.run(None, {"LDR": np.ascontiguousarray(ldr[:, :, rows, cols]), "EV": ev})[0]
-        merger.add([i], tile_out)
-        bound[rows, cols] = np.maximum(bound[rows, cols], np.abs(tile_out[0] - whole[rows, cols]).max(-1))
-    assert got.shape == (h, w, 3) and np.all(np.isfinite(got))
-    assert rel_l2(got, merger.result()) <= 1e-5
-    # Blending makes each pixel a convex combination of the tiles covering it: its distance to the whole frame's
-    # output is at most that of the farthest covering tile (plus float32 rounding).
-    excess = np.abs(got - whole).max(-1) - bound
-    assert excess.max() <= 1e-5 * np.abs(whole).max(), f"tiled output beyond its tiles' bound by {excess.max()}"
-    print(f"tiled vs whole: rel_l2 {rel_l2(got, whole):.2e}, max abs {np.abs(got - whole).max():.3g}")
+    print(f"stub after one {FRAME[0]}x{FRAME[1]} request in tiles of {TILE_MAX_PIXELS} px: {memory}")
+    check_tiled(got, frame, tiling.plan_tiles(*FRAME, tiling.tile_for_pixels(TILE_MAX_PIXELS, *FRAME), TILE_OVERLAP))
     assert memory["VmRSS"] <= STUB_RSS_AFTER_MIB, memory
+
+
+def test_the_client_sends_a_scene_over_tile_max_pixels_as_tiles(tiled_server, frame):
+    from client.infer import HDRClient
+    from client.scenes import Scene
+
+    ldr, ev, _, _ = frame
+    scene = Scene("big", ldr[0], ev[0].astype(np.float64), bit_depth=8)
+    with HDRClient(tiled_server.grpc_url, timeout=300) as client:
+        assert client.model_info().tile_max_pixels == TILE_MAX_PIXELS
+        tile = tiling.client_tile(*FRAME, TILE_MAX_PIXELS)
+        assert tile is not None and tile[0] * tile[1] <= TILE_MAX_PIXELS
+        got = client.infer(scene)
+    check_tiled(got, frame, tiling.plan_tiles(*FRAME, tile, tiling.DEFAULT_OVERLAP))
