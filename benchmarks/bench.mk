@@ -2,7 +2,8 @@
 #
 #   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
 #                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
-#   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU
+#   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU, plus the tiling benchmark
+#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; ~2 min)
 #
 # Variables: QUICK=1, SIZES=HxW,HxW (run on every backend, CPU ones too), DATA=NTIRE-format folder (accuracy vs
 # ground truth), BENCH_OUT=results folder (default benchmarks/results), URL=host:port of a running Triton (e.g. the
@@ -24,7 +25,12 @@ BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--si
 	--out $(BENCH_OUT) --work $(BUILD)/bench \
 	--onnx $(ONNX_FP32) --onnx-fp16 $(ONNX_FP16) --onnx-plugin $(ONNX_PLUGIN_FP32) --onnx-plugin-fp16 $(ONNX_PLUGIN_FP16)
 
+# benchmarks/tiling.py measures the local server's processes, so it skips its memory part against URL=.
+TILING_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(URL),--parts accuracy) \
+	--out $(BENCH_OUT) --work $(BUILD)/bench/tiling --onnx $(ONNX_FP32)
+
 .PHONY: bench
 
 bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
+	$(BENCH_PY) -m benchmarks.tiling $(TILING_FLAGS)

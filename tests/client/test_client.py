@@ -473,7 +473,7 @@ def test_client_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["__main__", "contract", "errors", "hdr_io", "hdr_math", "infer", "outputs",
-                                   "scenes", "synthetic"]
+                                   "scenes", "synthetic", "tiling"]
 
 
 def test_pyproject_packages_only_the_client():
