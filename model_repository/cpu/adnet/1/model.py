@@ -5,11 +5,11 @@ and the ONNX graph's own inputs are checked against it there. The session is bui
 exactly one response; a bad request gets an error response that says what is wrong and how to fix it, and the
 other requests of the same batch are still served.
 
-Bounded memory (model_repository/README.md, "Memory"): ONNX Runtime's CPU arena and memory patterns are off and
-glibc returns large blocks to the system (mallopt + malloc_trim), so the stub gives memory back after each batch;
-no single ONNX Runtime run gets more than `tile_max_pixels` pixels: a frame above it is processed as overlapping
-tiles of one shape with client/tiling.py (the client library, on PYTHONPATH: model_repository/server.py puts the
-project root there), and a batch above it runs in parts. A cancelled request stops between tiles.
+Bounded memory (model_repository/README.md, "Memory and tiling"): ONNX Runtime's CPU arena and memory patterns are
+off and glibc returns large blocks to the system (mallopt + malloc_trim), so the stub gives memory back after each
+batch; no single ONNX Runtime run gets more than `tile_max_pixels` pixels: a frame above it is processed as
+overlapping tiles of one shape with client/tiling.py (the client library, on PYTHONPATH: model_repository/server.py
+puts the project root there), and a batch above it runs in parts. A cancelled request stops between tiles.
 """
 import ctypes
 import ctypes.util
@@ -72,6 +72,12 @@ class TritonPythonModel:
         if self.tile_max_pixels < 64 * 64:
             raise pb_utils.TritonModelException(f"tile_max_pixels {self.tile_max_pixels} in config.pbtxt is too "
                                                 "small: set at least 4096 (64 x 64)")
+        side = tiling.tile_for_pixels(self.tile_max_pixels, 1 << 14, 1 << 14)[0]
+        try:  # a tile must leave room for two overlaps
+            tiling.plan_tiles(2 * side, 2 * side, (side, side), self.tile_overlap)
+        except tiling.TilingError as exc:
+            raise pb_utils.TritonModelException(f"config.pbtxt: tile_overlap {self.tile_overlap} does not fit "
+                                                f"tiles of {side}x{side} (tile_max_pixels): {exc}") from None
         self.libc = _libc()
         if self.libc is not None and hasattr(self.libc, "mallopt"):
             self.libc.mallopt(_M_MMAP_THRESHOLD, _MALLOC_THRESHOLD)
