@@ -237,6 +237,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "0.5/2/3.45/12 Mpixel scenes through the client)")
     p.add_argument("--accuracy-size", type=_size, help="accuracy scene HxW (QUICK 192x256, full 384x512)")
     p.add_argument("--tile", type=_size, help="accuracy tiles HxW (QUICK 128x128, full 256x256)")
+    p.add_argument("--overlaps", type=lambda t: sorted({int(v) for v in t.split(",") if v}),
+                   help="accuracy overlaps in pixels (QUICK 0,16,32; full 0,16,32,48)")
     p.add_argument("--parts", default="accuracy,memory", help="accuracy,memory (default both)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "tiling")
@@ -256,7 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if "accuracy" in parts:
         size = args.accuracy_size or ((192, 256) if args.quick else (384, 512))
         tile = args.tile or ((128, 128) if args.quick else (256, 256))
-        overlaps = sorted({0, 16, tiling.DEFAULT_OVERLAP} | (set() if args.quick else {48}))
+        overlaps = args.overlaps or sorted({0, 16, tiling.DEFAULT_OVERLAP} | (set() if args.quick else {48}))
         print(f"tiling accuracy: {size[0]}x{size[1]} whole vs tiles of {tile[0]}x{tile[1]}, overlaps {overlaps}")
         results["accuracy"] = accuracy(args.onnx, size, tile, overlaps)
     if "memory" in parts:
