@@ -126,3 +126,20 @@ def test_the_client_sends_a_scene_over_tile_max_pixels_as_tiles(tiled_server, fr
         assert tile is not None and tile[0] * tile[1] <= TILE_MAX_PIXELS
         got = client.infer(scene)
     check_tiled(got, frame, tiling.plan_tiles(*FRAME, tile, tiling.DEFAULT_OVERLAP))
+
+
+def test_a_batch_over_tile_max_pixels_runs_in_parts_with_the_same_output(tiled_server, frame):
+    _, _, session, _ = frame
+    rng = np.random.default_rng()
+    ldr = rng.integers(0, 256, (2, 3, 64, 100, 3), dtype=np.uint8)  # 2 x 6400 > 9216 pixels, each frame below
+    ev = np.array([[-2.0, 0.0, 2.0], [-1.0, 1.0, 3.0]], np.float32)
+    client = grpcclient.InferenceServerClient(tiled_server.grpc_url)
+    try:
+        inputs = [grpcclient.InferInput("LDR", list(ldr.shape), "UINT8"), grpcclient.InferInput("EV", [2, 3], "FP32")]
+        inputs[0].set_data_from_numpy(ldr)
+        inputs[1].set_data_from_numpy(ev)
+        got = client.infer(contract.MODEL_NAME, inputs, client_timeout=300).as_numpy("HDR")
+    finally:
+        client.close()
+    assert got.shape == (2, 64, 100, 3)
+    assert rel_l2(got, session.run(None, {"LDR": ldr, "EV": ev})[0]) <= 1e-5
