@@ -2,7 +2,8 @@
 #
 #   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
 #                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
-#   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU
+#   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU, plus the tiling benchmark
+#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; ~2 min)
 #   (both end with the soak, benchmarks/soak.py: the supervised CPU server under concurrency 8 for 5 min, QUICK 30 s;
 #   failures and resident memory over time -> <stem>_soak.csv/.png, PASS/FAIL against "0 failures, flat memory")
 #
@@ -33,8 +34,13 @@ BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--si
 	--out $(BENCH_OUT) --work $(BUILD)/bench \
 	--onnx $(ONNX_FP32) --onnx-fp16 $(ONNX_FP16) --onnx-plugin $(ONNX_PLUGIN_FP32) --onnx-plugin-fp16 $(ONNX_PLUGIN_FP16)
 
+# benchmarks/tiling.py measures the local server's processes, so it skips its memory part against URL=.
+TILING_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(URL),--parts accuracy) \
+	--out $(BENCH_OUT) --work $(BUILD)/bench/tiling --onnx $(ONNX_FP32)
+
 .PHONY: bench
 
 bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
+	$(BENCH_PY) -m benchmarks.tiling $(TILING_FLAGS)
 	$(PY) -m benchmarks.soak $(if $(filter-out 0 no false,$(QUICK)),--quick) --out $(BENCH_OUT) --work $(BUILD)/bench/soak --onnx $(ONNX_FP32)

@@ -5,6 +5,10 @@
   sources to a UINT8 model are rounded to 8 bits (with a PrecisionWarning); an FP16 model gets float16 in [0, 1].
 - Retries: UNAVAILABLE (connection refused, server restarting) and DEADLINE_EXCEEDED are retried with exponential
   backoff; Triton's "protocol is restricted" UNAVAILABLE is not: it needs the admin token.
+- Scenes of any size (up to client/tiling.py's MAX_SCENE_SIDE): a scene larger than one request should carry
+  (`tiling.client_tile`: the model's `tile_max_pixels` parameter, else the GPU profile's 1080x1920) is sent as
+  overlapping tiles of one shape, up to max_batch_size per request and TILES_IN_FLIGHT requests in flight, and
+  blended back (plain gRPC; shared memory is for whole frames).
 - Many scenes: `infer_many()` keeps N requests in flight on a thread pool, yields results in input order, and
   collects each scene's failure in its result instead of raising.
 - Shared memory: `shm="system"` passes tensors through POSIX shared-memory regions, one per request in flight,
@@ -19,6 +23,7 @@ setuptools >= 81 no longer ships.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import threading
@@ -35,7 +40,7 @@ import tritonclient.grpc as grpcclient
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
-from . import contract, hdr_math
+from . import contract, hdr_math, tiling
 from .errors import ClientError, InferenceError, SceneError
 from .scenes import Scene, SceneSource
 
@@ -61,6 +66,7 @@ class ModelInfo:
     name: str
     ldr_dtype: np.dtype     # uint8 or float16
     max_batch_size: int     # > 0: tensors carry a batch dimension in front
+    tile_max_pixels: Optional[int] = None  # the model's parameter: larger scenes go in tiles (client/tiling.py)
 
 
 @dataclass
@@ -371,7 +377,9 @@ class HDRClient:
                 f"{inputs}, outputs {outputs}; expected {contract.INPUT_LDR} UINT8|FP16, {contract.INPUT_EV} FP32 "
                 f"-> {contract.OUTPUT_HDR} FP32 (is --model the ADNet model?)")
         # The JSON form omits fields at their default, so a missing max_batch_size means 0 (no batch dimension).
-        return ModelInfo(self.model, _TRITON_DTYPES[ldr_type], int(config.get("max_batch_size", 0)))
+        tile_max_pixels = config.get("parameters", {}).get("tile_max_pixels", {}).get("string_value")
+        return ModelInfo(self.model, _TRITON_DTYPES[ldr_type], int(config.get("max_batch_size", 0)),
+                         int(tile_max_pixels) if tile_max_pixels else None)
 
     def model_info(self) -> ModelInfo:
         """The model's config (waiting for readiness on first use)."""
@@ -414,6 +422,9 @@ class HDRClient:
 
     def infer(self, scene: Scene) -> np.ndarray:
         """Linear HDR radiance, float32 [H, W, 3], for one scene."""
+        tile = tiling.client_tile(scene.height, scene.width, self.model_info().tile_max_pixels)
+        if tile is not None:
+            return self._infer_tiled(scene, tile)
         ldr, ev = self.prepare(scene)
         batched = self.model_info().max_batch_size > 0
         out_shape = ((1,) if batched else ()) + (scene.height, scene.width, contract.NUM_COLORS)
@@ -425,6 +436,23 @@ class HDRClient:
         else:
             hdr = self._infer_plain(what, ldr, ev, out_shape)
         return hdr[0] if batched else hdr
+
+    def _infer_tiled(self, scene: Scene, tile: tuple[int, int]) -> np.ndarray:
+        batch = self.model_info().max_batch_size
+
+        def infer_batch(ldrs, evs):  # tiles as decoded -> prepare() each -> one request
+            parts = [self.prepare(dataclasses.replace(scene, ldrs=one)) for one in ldrs]
+            shape = (len(ldrs),) + ldrs.shape[2:4] + (contract.NUM_COLORS,)
+            if batch == 0:  # no batch dimension: one tile per request
+                return self._infer_plain(f"inference of scene {scene.name} (tiles)", *parts[0], shape[1:])[None]
+            return self._infer_plain(f"inference of scene {scene.name} (tiles)", np.concatenate([p[0] for p in parts]),
+                                     np.concatenate([p[1] for p in parts]), shape)
+
+        try:
+            return tiling.infer_tiled(np.asarray(scene.ldrs), scene.evs, infer_batch, tile=tile,
+                                      batch_size=max(1, batch), in_flight=tiling.TILES_IN_FLIGHT)
+        except tiling.TilingError as exc:
+            raise SceneError(f"scene {scene.name}: {exc}") from None
 
     @staticmethod
     def _inputs(ldr: np.ndarray, ev: np.ndarray) -> list:

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import contract, hdr_math
+from . import contract, hdr_math, tiling
 from .errors import SceneError
 
 __all__ = ["Scene", "SceneSource", "find_scenes", "scene_from_files", "load_scenes",
@@ -134,9 +134,10 @@ def _read_frames(name: str, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
         raise SceneError(f"scene {name}: frames have different bit depths ({listed}); save the three exposures "
                          "with the same bit depth")
     h, w = shapes[0][:2]
-    if min(h, w) < contract.MIN_SIDE or max(h, w) > contract.MAX_SIDE:
+    # Larger than one request may carry is fine: the client sends such scenes in tiles (client/tiling.py).
+    if min(h, w) < contract.MIN_SIDE or max(h, w) > tiling.MAX_SCENE_SIDE:
         raise SceneError(f"scene {name}: frames are {w}x{h} pixels but each side must lie in "
-                         f"[{contract.MIN_SIDE}, {contract.MAX_SIDE}]; crop, tile or resize them")
+                         f"[{contract.MIN_SIDE}, {tiling.MAX_SCENE_SIDE}]; crop or resize them")
     return np.stack([img for img, _ in decoded]), depths[0]
 
 

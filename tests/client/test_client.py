@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import client
-from client import contract, hdr_io, hdr_math
+from client import contract, hdr_io, hdr_math, tiling
 from client.__main__ import main
 from client.errors import ClientError, SceneError
 from client.infer import HDRClient, PrecisionWarning
@@ -228,7 +228,7 @@ def _bad_unknown_layout(d):
 
 def _bad_too_small(d):
     _ntire_folder(d, "0001", h=6, w=6)
-    return [str(d)], ["6x6", f"[{contract.MIN_SIDE}, {contract.MAX_SIDE}]"]
+    return [str(d)], ["6x6", f"[{contract.MIN_SIDE}, {tiling.MAX_SCENE_SIDE}]"]
 
 
 BAD_FILES = {f.__name__[5:]: f for f in (
@@ -473,7 +473,7 @@ def test_client_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["__main__", "contract", "errors", "hdr_io", "hdr_math", "infer", "outputs",
-                                   "scenes", "synthetic"]
+                                   "scenes", "synthetic", "tiling"]
 
 
 def test_pyproject_packages_only_the_client():
