@@ -85,8 +85,19 @@ HTTP_PORT  ?= 8000
 METRICS_PORT ?= 8002
 SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
-serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; GPU=1: plugin pre-flight, then prints/runs the NGC command
+# REPLICAS=N (N > 1): N CPU replicas on ports REPLICA_PORT + 4i .. + 4i + 3 behind HAProxy on GRPC_PORT
+# (model_repository/replicas.py); only gRPC is balanced.
+REPLICAS   ?= 1
+REPLICA_PORT ?= 8100
+MULTI_REPLICA = $(filter-out 0 1,$(REPLICAS))
+
+serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default) until Ctrl-C; REPLICAS=3: three behind HAProxy; GPU=1: plugin pre-flight, then prints/runs the NGC command
+ifneq ($(and $(MULTI_REPLICA),$(if $(GPU),,1)),)
+	$(PY) -m model_repository.replicas --onnx $(BUILD)/adnet.onnx --replicas $(REPLICAS) \
+		--first-port $(REPLICA_PORT) --host $(HOST) --grpc-port $(GRPC_PORT)
+else
 	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
+endif
 
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
 	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \
