@@ -9,11 +9,18 @@
 # GPU server from `make serve GPU=1`) instead of the CPU one started here, CKPT= (re-exports the graphs, as for
 # `make onnx`; the PyTorch reference reads its weights from build/adnet.onnx),
 # BENCH_PY=python with a CUDA build of torch (+ TensorRT, Polygraphy, cuda-python) on GPU hosts (default: the venv;
-# then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
+# then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them),
+# SCALEOUT=0 skips the scale-out part (benchmarks/scaleout.py: 1..SCALEOUT_REPLICAS local CPU replicas behind HAProxy,
+# throughput vs replicas and concurrency; needs haproxy), SCALEOUT_ARGS=its other flags.
 
 BENCH_OUT  ?= benchmarks/results
 BENCH_PY   ?= $(PY)
 BENCH_ARGS ?=
+SCALEOUT ?= 1
+SCALEOUT_REPLICAS ?= 3
+SCALEOUT_ARGS ?=
+SCALEOUT_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) --replicas $(SCALEOUT_REPLICAS) --onnx $(ONNX_FP32) \
+	--out $(BENCH_OUT) --work $(BUILD)/bench/scaleout $(SCALEOUT_ARGS)
 QUICK ?=
 SIZES ?=
 DATA  ?=
@@ -26,5 +33,8 @@ BENCH_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(SIZES),--si
 
 .PHONY: bench
 
-bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
+bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) $(if $(filter-out 0 no false,$(SCALEOUT)),$(STAMP) $(ONNX_FP32)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL= SCALEOUT=0
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
+ifneq ($(filter-out 0 no false,$(SCALEOUT)),)
+	$(PY) -m benchmarks.scaleout $(SCALEOUT_FLAGS)
+endif
