@@ -7,6 +7,7 @@ before it has been computed or dropped, which makes the counts final without sle
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import secrets
 import signal
 import threading
@@ -286,3 +287,43 @@ def test_a_token_file_others_can_read_is_not_used(token_server):
         assert local_admin_token(server.grpc_url) == (None, None)
     path.chmod(0o600)
     assert local_admin_token(f"127.0.0.1:{server.ports['grpc']},127.0.0.1:1") == (None, None)  # several: none
+
+
+def pending(server) -> int:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.ports['metrics']}/metrics", timeout=10).read().decode()
+    return sum(int(float(line.split()[-1])) for line in text.splitlines()
+               if line.startswith("nv_inference_pending_request_count{") and f'model="{contract.MODEL_NAME}"' in line)
+
+
+def test_ctrl_c_cancels_the_requests_in_flight(triton_cpu, tmp_path):
+    """The CLI interrupted (SIGINT) while scenes queue on the server: it exits 130 and Triton drops queued ones."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "scenes"
+    s = seed()
+    for i in range(5):
+        write_ntire_scene(make_scene(SLOW[0] + 8 * i, SLOW[1], seed=s + i), folder, f"{i:04d}")
+    before = requests_metrics(triton_cpu)
+    cmd = [sys.executable, "-m", "client", str(folder), "--out", str(tmp_path / "out"), "--url", triton_cpu.grpc_url,
+           "--concurrency", "5", "--no-progress", "--timeout", "300"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while pending(triton_cpu) < 3:  # one runs, the others wait in Triton's queue
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    sentinel(triton_cpu.grpc_url)
+    got = delta(before, requests_metrics(triton_cpu))
+    print("server requests after Ctrl-C:", got)
+    assert got["CANCELED"] >= 1 and got["success"] + got["CANCELED"] == 6, got
