@@ -398,7 +398,8 @@ class HDRClient:
     def _raise_unless_retriable(self, what: str, exc: InferenceServerException, attempt: int) -> None:
         if _is_restricted(exc):
             raise self._restricted_error(what) from None
-        if exc.status() == _DEADLINE:
+        if exc.status() == _DEADLINE or "timeout expired" in (exc.message() or "").lower():
+            # the client's deadline, or the server's queue timeout (the request's own `timeout`): not retried
             raise self._out_of_time(what, attempt) from None
         if exc.status() not in _RETRYABLE:
             raise InferenceError(f"{what}: {exc.message()}{self._hint(exc)}") from None
@@ -423,6 +424,10 @@ class HDRClient:
             "large frames or a busy server, or check the server log")
 
     def _hint(self, exc: InferenceServerException) -> str:
+        if "is not healthy" in (exc.message() or ""):
+            # Not retried: a request that crashed the model (e.g. out of memory) would crash it again, elsewhere too.
+            return (f" (the model's process on {self.url} died; a server manager reloads it within seconds: run "
+                    "again, and check the server log if it recurs for this scene)")
         # Readiness was checked before any request, so a model that is now unknown went away meanwhile.
         if "unknown model" in (exc.message() or "") and self._info is not None:
             return (f" (model {self.model} was ready before: the server at {self.url} is shutting down or unloaded "
@@ -606,8 +611,10 @@ class HDRClient:
             done.set()
 
         left = client_timeout
+        # `timeout` (µs) also bounds the wait in Triton's queue where the model's queue policy allows a request to
+        # shorten it (allow_timeout_override): nothing is computed for a client whose deadline has passed.
         handle = self._client.async_infer(self.model, inputs, callback, outputs=outputs, client_timeout=left,
-                                          headers=headers)
+                                          timeout=max(int(left * 1e6), 1), headers=headers)
         abandoned = None
         try:
             backstop = time.monotonic() + left + 1.0  # gRPC's own deadline answers first
