@@ -94,17 +94,18 @@ class ReplicaSet:
         return [f"{r.host}:{r.grpc}" for r in self.replicas]
 
     def start(self, timeout: float = 180.0) -> "ReplicaSet":
-        """Stage and start every replica (in parallel), then the balancer; waits until HAProxy sees all of them
-        pass their health check. Stops what it started on any failure."""
+        """Stage and start every replica, then the balancer; waits until HAProxy sees all of them pass their health
+        check. Stops what it started on any failure.
+
+        One after another, in the calling thread: a manager may tie tritonserver to the thread that started it
+        (PR_SET_PDEATHSIG fires when that thread ends), so a worker thread's server would die with the thread."""
         try:
-            for server in self.servers:
+            for replica, server in zip(self.replicas, self.servers):
                 stage_cpu_repository(self.onnx, server.stage)
-            with ThreadPoolExecutor(len(self.servers)) as pool:
-                futures = [pool.submit(server.start, timeout) for server in self.servers]
-                errors = [f.exception() for f in futures]
-            failed = [(r.name, e) for r, e in zip(self.replicas, errors) if e is not None]
-            if failed:
-                raise ServerError("; ".join(f"{name}: {exc}" for name, exc in failed))
+                try:
+                    server.start(timeout)
+                except ServerError as exc:
+                    raise ServerError(f"{replica.name}: {exc}") from None
             self.balancer.start()
             self.balancer.wait_until_up(timeout=60)
         except BaseException:
