@@ -1,8 +1,8 @@
 """Multi-replica failover with real parts (#14): three CPU tritonservers from model_repository/replicas.py (what
-`make serve REPLICAS=3` runs) behind Debian's HAProxy, the client CLI sending 24 scenes at concurrency 6 through the
-balancer, one replica SIGKILLed mid-run. Every scene must be written exactly once; the time and each replica's
-request counts (its own Prometheus metrics) are printed. Client-side round-robin over the replicas' own addresses
-(no balancer) is tested in tests/client/test_retries.py."""
+`make serve REPLICAS=3` runs), the client CLI sending 24 scenes at concurrency 6, one replica SIGKILLed mid-run,
+twice: through Debian's HAProxy (the CLI knows one address), and with the client's own round-robin over the three
+replicas' addresses (`--url a,b,c`, no balancer). Every scene must be written exactly once; the time and each
+replica's request counts (its own Prometheus metrics) are printed."""
 from __future__ import annotations
 
 import inspect
@@ -57,7 +57,8 @@ def replica_set(graphs, tmp_path):
         yield replicas
 
 
-def test_24_scenes_through_haproxy_with_a_replica_killed_mid_run(replica_set, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("route", ["haproxy", "client-round-robin"])
+def test_24_scenes_with_a_replica_killed_mid_run(route, replica_set, tmp_path, monkeypatch, capsys):
     seed = secrets.randbits(31)
     print(f"random seed: {seed}")
     scenes = tmp_path / "scenes"
@@ -87,10 +88,11 @@ def test_24_scenes_through_haproxy_with_a_replica_killed_mid_run(replica_set, tm
 
     watcher = threading.Thread(target=killer, daemon=True)
     out = tmp_path / "out"
+    url = replica_set.grpc_url if route == "haproxy" else ",".join(replica_set.replica_urls)
     start = time.monotonic()
     watcher.start()
     try:
-        rc = cli.main([str(scenes), "--out", str(out), "--url", replica_set.grpc_url, "--concurrency",
+        rc = cli.main([str(scenes), "--out", str(out), "--url", url, "--concurrency",
                        str(CONCURRENCY), "--no-progress", "--no-preview", "--timeout", "120", "--retries", "5"])
     finally:
         done.set()
@@ -100,8 +102,9 @@ def test_24_scenes_through_haproxy_with_a_replica_killed_mid_run(replica_set, tm
     after = {name: c.get("success", 0) - before[name] for name, c in replica_set.request_counts().items() if c}
     per_replica = {**{n: f"{v} (then killed)" for n, v in last_seen.items() if n == "replica1"}, **after}
     with capsys.disabled():
-        print(f"\nfailover: {SCENES} scenes {SIZE[0]}x{SIZE[1]} at concurrency {CONCURRENCY} through HAProxy "
-              f"({replica_set.check} check) in {seconds:.1f} s; replica1 killed after {KILL_AFTER} answers; "
+        via = f"HAProxy ({replica_set.check} check)" if route == "haproxy" else "the client's round-robin"
+        print(f"\nfailover: {SCENES} scenes {SIZE[0]}x{SIZE[1]} at concurrency {CONCURRENCY} through {via} "
+              f"in {seconds:.1f} s; replica1 killed after {KILL_AFTER} answers; "
               f"requests answered per replica: {per_replica}")
     assert rc == 0, captured.err
     assert killed.is_set(), "the run ended before the kill: more scenes or an earlier kill needed"
