@@ -343,7 +343,6 @@ class HDRClient:
         self._info: Optional[ModelInfo] = None
         self._info_lock = threading.Lock()
         self._closed = threading.Event()  # close() cancels what is still in flight
-        self._last_unavailable: Optional[InferenceServerException] = None
 
     def close(self) -> None:
         """Cancel what is in flight, unregister and free the shared-memory regions, then close the channel."""
@@ -378,7 +377,8 @@ class HDRClient:
     def _call(self, what: str, fn, *args, restricted: bool = False, deadline: Optional[float] = None,
               cancel: Optional[threading.Event] = None, **kwargs):
         """fn(*args, **kwargs) with the retry policy, all attempts within one deadline (default: now + timeout);
-        the admin header on `restricted` calls; errors become InferenceError."""
+        the admin header on `restricted` calls; setting `cancel` (or close()) abandons the backoff. Errors become
+        InferenceError."""
         deadline = time.monotonic() + self.timeout if deadline is None else deadline
         headers = self._headers if restricted else None
         delay = self.backoff
@@ -392,8 +392,22 @@ class HDRClient:
                 return fn(*args, headers=headers, client_timeout=left, **kwargs)
             except InferenceServerException as exc:
                 self._raise_unless_retriable(what, exc, attempt)
-            self._sleep_before_retry(what, delay, deadline, attempt, cancel)
+                if delay >= deadline - time.monotonic():  # no time left for another attempt after the backoff
+                    raise self._gave_up(what, exc, attempt, out_of_time=True) from None
+            if self._abandoned(cancel, delay):
+                raise InferenceError(f"{what}: abandoned (the client stopped)")
             delay = min(2 * delay, MAX_BACKOFF_S)
+
+    def _abandoned(self, cancel: Optional[threading.Event], wait_s: float = 0.0) -> bool:
+        """Whether `cancel` or close() says stop, waiting up to `wait_s` for it (the backoff)."""
+        end = time.monotonic() + wait_s
+        while True:
+            if (cancel is not None and cancel.is_set()) or self._closed.is_set():
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            (cancel or self._closed).wait(min(left, _POLL_S))
 
     def _raise_unless_retriable(self, what: str, exc: InferenceServerException, attempt: int) -> None:
         if _is_restricted(exc):
@@ -405,17 +419,6 @@ class HDRClient:
             raise InferenceError(f"{what}: {exc.message()}{self._hint(exc)}") from None
         if attempt > self.retries:
             raise self._gave_up(what, exc, attempt) from None
-        self._last_unavailable = exc
-
-    def _sleep_before_retry(self, what: str, delay: float, deadline: float, attempt: int,
-                            cancel: Optional[threading.Event] = None) -> None:
-        left = deadline - time.monotonic()
-        if delay >= left:  # no time for another attempt after the backoff
-            raise self._gave_up(what, self._last_unavailable, attempt, out_of_time=True)
-        for event in (cancel, self._closed):
-            if event is not None and event.is_set():
-                raise InferenceError(f"{what}: abandoned (the client stopped)")
-        (cancel or self._closed).wait(delay)
 
     def _out_of_time(self, what: str, attempts: int) -> InferenceError:
         return InferenceError(
@@ -619,11 +622,11 @@ class HDRClient:
         try:
             backstop = time.monotonic() + left + 1.0  # gRPC's own deadline answers first
             while not done.wait(_POLL_S):
-                if (job.cancel is not None and job.cancel.is_set()) or self._closed.is_set():
+                if self._abandoned(job.cancel):
                     abandoned = "abandoned (the client stopped)"
-                elif time.monotonic() > backstop:
+                    break
+                if time.monotonic() > backstop:
                     abandoned = "deadline"
-                if abandoned:
                     break
         except BaseException:  # KeyboardInterrupt in this thread
             handle.cancel()
