@@ -20,6 +20,7 @@ import argparse
 import inspect
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -35,6 +36,15 @@ from .server import ROOT, ServerError, TritonServer, stage_cpu_repository
 __all__ = ["ReplicaSet", "request_counts", "DEFAULT_FIRST_PORT"]
 
 DEFAULT_FIRST_PORT = 8100
+
+
+def _busy(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _server_params() -> set[str]:
@@ -99,6 +109,14 @@ class ReplicaSet:
 
         One after another, in the calling thread: a manager may tie tritonserver to the thread that started it
         (PR_SET_PDEATHSIG fires when that thread ends), so a worker thread's server would die with the thread."""
+        ports = [(self.balancer.listen[0], self.balancer.listen[1], "the balancer's gRPC port")] + [
+            (r.host, port, f"{r.name}'s {key} port") for r in self.replicas
+            for key, port in (("HTTP", r.http), ("gRPC", r.grpc), ("metrics", r.metrics))
+            + ((("health", r.health),) if self.managed else ())]
+        busy = [f"{port} ({what})" for host, port, what in ports if _busy(host, port)]
+        if busy:
+            raise ServerError(f"port(s) in use: {', '.join(busy)}; stop what listens there (another `make serve`?) "
+                              "or choose other ports: make serve REPLICAS=N GRPC_PORT=... REPLICA_PORT=...")
         try:
             for replica, server in zip(self.replicas, self.servers):
                 stage_cpu_repository(self.onnx, server.stage)

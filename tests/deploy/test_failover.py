@@ -113,3 +113,18 @@ def test_24_scenes_with_a_replica_killed_mid_run(route, replica_set, tmp_path, m
     assert sorted(p.stem for p in out.glob("*.hdr")) == names
     assert "replica1" not in after  # it is dead: its metrics do not answer
     assert all(after[n] >= 1 for n in ("replica0", "replica2")), after
+
+
+def test_a_busy_port_is_refused_before_any_replica_starts(graphs, tmp_path):
+    from model_repository.server import ServerError
+
+    first = free_port_block(8)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first + 5))  # replica1's gRPC port
+        taken.listen()
+        replicas = ReplicaSet(graphs.path("pipeline"), 2, first_port=first, listen_port=free_port(),
+                              stage=tmp_path / "replicas")
+        with pytest.raises(ServerError, match=f"{first + 5} \\(replica1's gRPC port\\)"):
+            replicas.start()
+    assert all(server.process is None for server in replicas.servers)
+    assert not (tmp_path / "replicas").exists()  # nothing staged
