@@ -125,8 +125,20 @@ ADMIN_TOKEN_FILE ?=
 SERVE_ARGS = --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) \
 	--health-port $(HEALTH_PORT) $(if $(ADMIN_TOKEN_FILE),--admin-token-file $(ADMIN_TOKEN_FILE))
 
-serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default, supervised, /ready on HEALTH_PORT) until Ctrl-C; ADMIN_TOKEN_FILE=; GPU=1: plugin pre-flight, then prints/runs the NGC command
+#> REPLICAS     REPLICAS=N (N > 1): `make serve` runs N CPU replicas behind HAProxy on GRPC_PORT (only gRPC is
+#>              balanced; model_repository/replicas.py)
+REPLICAS   ?= 1
+#> REPLICA_PORT replica i listens on REPLICA_PORT + 4i .. + 4i + 3 (HTTP, gRPC, metrics, health; default 8100)
+REPLICA_PORT ?= 8100
+MULTI_REPLICA = $(filter-out 0 1,$(REPLICAS))
+
+serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default, supervised, /ready on HEALTH_PORT) until Ctrl-C; ADMIN_TOKEN_FILE=; REPLICAS=3: three behind HAProxy; GPU=1: plugin pre-flight, then prints/runs the NGC command
+ifneq ($(and $(MULTI_REPLICA),$(if $(GPU),,1)),)
+	$(PY) -m model_repository.replicas --onnx $(BUILD)/adnet.onnx --replicas $(REPLICAS) \
+		--first-port $(REPLICA_PORT) --host $(HOST) --grpc-port $(GRPC_PORT)
+else
 	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
+endif
 
 demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
 	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \

@@ -12,8 +12,18 @@
 # GPU server from `make serve GPU=1`) instead of the CPU one started here, CKPT= (re-exports the graphs, as for
 # `make onnx`; the PyTorch reference reads its weights from build/adnet.onnx),
 # BENCH_PY=python with a CUDA build of torch (+ TensorRT, Polygraphy, cuda-python) on GPU hosts (default: the venv;
-# then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them).
+# then the ONNX graphs are made first), BENCH_ARGS=any other `python -m benchmarks` flag (--help lists them),
+# SCALEOUT=0 skips the scale-out part (benchmarks/scaleout.py: 1..SCALEOUT_REPLICAS local CPU replicas behind HAProxy,
+# throughput vs replicas and concurrency; needs haproxy), SCALEOUT_ARGS=its other flags.
 
+#> SCALEOUT     SCALEOUT=0: `make bench` skips the scale-out part (1..SCALEOUT_REPLICAS replicas behind HAProxy)
+SCALEOUT ?= 1
+#> SCALEOUT_REPLICAS most replicas of the scale-out part (default 3)
+SCALEOUT_REPLICAS ?= 3
+#> SCALEOUT_ARGS any other `python -m benchmarks.scaleout` flag
+SCALEOUT_ARGS ?=
+SCALEOUT_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) --replicas $(SCALEOUT_REPLICAS) --onnx $(ONNX_FP32) \
+	--out $(BENCH_OUT) --work $(BUILD)/bench/scaleout $(SCALEOUT_ARGS)
 #> QUICK        QUICK=1: `make bench` with small sizes and few runs (< 3 minutes on 2 CPU cores)
 QUICK ?=
 #> SIZES        bench frame sizes, HxW,HxW (run on every backend)
@@ -40,7 +50,10 @@ TILING_FLAGS = $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(URL),--par
 
 .PHONY: bench
 
-bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL=
+bench: $(if $(BENCH_USES_VENV),$(STAMP) $(ONNX_FILES)) $(if $(filter-out 0 no false,$(SCALEOUT)),$(STAMP) $(ONNX_FP32)) ## Benchmarks -> CSV/JSON/PNG in benchmarks/results; QUICK=1 SIZES= DATA= BENCH_OUT= URL= SCALEOUT=0
 	$(BENCH_PY) -m benchmarks $(BENCH_FLAGS) $(BENCH_ARGS)
 	$(BENCH_PY) -m benchmarks.tiling $(TILING_FLAGS)
 	$(PY) -m benchmarks.soak $(if $(filter-out 0 no false,$(QUICK)),--quick) --out $(BENCH_OUT) --work $(BUILD)/bench/soak --onnx $(ONNX_FP32)
+ifneq ($(filter-out 0 no false,$(SCALEOUT)),)
+	$(PY) -m benchmarks.scaleout $(SCALEOUT_FLAGS)
+endif

@@ -5,7 +5,8 @@ python -m client INPUT... --out out/ [--ev A B C] [--url 127.0.0.1:8001] [--mode
     [--no-progress]
 (installed with `pip install .`: adnet-client INPUT... --out out/ ...)
 
-INPUT: scene folders (NTIRE, Kalantari, or folders of them; see client/scenes.py), or three image files (short,
+--url may list several servers (round-robin, failover on UNAVAILABLE); --timeout is each scene's whole budget;
+Ctrl-C cancels the requests in flight. INPUT: scene folders (NTIRE, Kalantari, or folders of them; see client/scenes.py), or three image files (short,
 medium, long) with --ev. Exit code 0 when every scene succeeded, 1 when any failed (one message per failed scene on
 stderr), 2 for usage errors.
 """
@@ -39,17 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     parser.add_argument("--ev", nargs=3, type=float, metavar=("SHORT", "MEDIUM", "LONG"),
                         help="EV stops of three image files given as INPUT")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"Triton gRPC address (default {DEFAULT_URL})")
+    parser.add_argument("--url", default=DEFAULT_URL,
+                        help=f"Triton gRPC address (default {DEFAULT_URL}); several, comma-separated "
+                        "(host1:8001,host2:8001), or dns:///NAME:PORT for a name with several addresses (a headless "
+                        "Service): requests go round-robin and fail over to the others")
     parser.add_argument("--model", default=contract.MODEL_NAME, help=f"model name (default {contract.MODEL_NAME})")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     parser.add_argument("--shm", choices=SHM_MODES, default="none",
                         help="pass tensors through system or CUDA shared memory (server on this host)")
     parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds per request and for the server to become ready (default 60)")
+                        help="seconds per scene, all retries included (a request still running then is cancelled, "
+                        "not retried), and for the server to become ready (default 60)")
     parser.add_argument("--retries", type=int, default=3,
-                        help="retries with exponential backoff when the server is unavailable (default 3)")
+                        help="retries with exponential backoff when the server is unavailable, within --timeout "
+                        "(default 3)")
     parser.add_argument("--admin-token", default=os.environ.get(TOKEN_ENV),
-                        help=f"token for the server's restricted endpoints, e.g. shared memory (default ${TOKEN_ENV})")
+                        help=f"token for the server's restricted endpoints, e.g. shared memory (default ${TOKEN_ENV}; "
+                        "else, for a server on this host, the token file its manager wrote)")
     parser.add_argument("--exr", action="store_true", help="also write {name}.exr (float32)")
     parser.add_argument("--ntire-png", action="store_true",
                         help="also write NTIRE's 16-bit {name}.png + {name}_alignratio.npy (gamma domain)")
