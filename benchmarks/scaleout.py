@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks import machine, report
 from benchmarks.inputs import format_size, parse_size
 from client.infer import HDRClient
-from client.scenes import synthetic_scene
+from client.synthetic import make_scene
 from deploy.balancer.haproxy import HaproxyBalancer
 from model_repository.replicas import ReplicaSet
 
@@ -79,7 +79,7 @@ def _measure(url: str, scenes: list, concurrency: int, requests: int) -> dict:
 
 def run(onnx: Path, replicas: int, concurrencies: tuple[int, ...], size: tuple[int, int], requests: int,
         work: Path, log=print) -> list[dict]:
-    scenes = [synthetic_scene(f"s{i}", *size, seed=9000 + i) for i in range(4)]
+    scenes = [make_scene(*size, name=f"s{i}", seed=9000 + i) for i in range(4)]
     rows = []
     with ReplicaSet(onnx, replicas, first_port=_free_port_block(4 * replicas), listen_port=_free_port(),
                     stage=work / "replicas") as fleet:

@@ -20,7 +20,7 @@ from client import contract
 from client.__main__ import main
 from client.errors import ClientError, InferenceError
 from client.infer import HDRClient, ModelInfo, grpc_target, local_admin_token
-from client.scenes import SceneSource, synthetic_scene
+from client.scenes import SceneSource
 from client.synthetic import make_scene, write_ntire_scene
 from model_repository.server import TritonServer, free_port, stage_cpu_repository
 
@@ -63,7 +63,7 @@ def requests_metrics(server) -> dict[str, int]:
 def sentinel(url: str) -> None:
     """A small request after the others: when it is answered, the single instance is done with them."""
     with HDRClient(url, timeout=120) as c:
-        c.infer(synthetic_scene("sentinel", 16, 16, seed=seed()))
+        c.infer(make_scene(16, 16, name="sentinel", seed=seed()))
 
 
 def delta(before, after):
@@ -104,7 +104,7 @@ def quiet(graphs, tmp_path_factory):
 def slow_seconds(quiet):
     """How long one SLOW request takes here (warm), to pick a timeout that surely bites."""
     with HDRClient(quiet.grpc_url, timeout=300) as c:
-        scene = synthetic_scene("warm", *SLOW, seed=seed())
+        scene = make_scene(*SLOW, name="warm", seed=seed())
         c.infer(scene)
         start = time.monotonic()
         c.infer(scene)
@@ -120,7 +120,7 @@ def test_a_timeout_shorter_than_the_compute_gives_one_request_not_one_per_retry(
     with HDRClient(url, timeout=timeout, retries=5, backoff=0.01) as c:
         c.wait_until_ready(timeout=60)
         with pytest.raises(InferenceError, match="within --timeout") as caught:
-            c.infer(synthetic_scene("slow", *SLOW, seed=seed()))
+            c.infer(make_scene(*SLOW, name="slow", seed=seed()))
     assert "1 attempt(s)" in str(caught.value) and "not retried" in str(caught.value)
     sentinel(url)
     got = delta(before, requests_metrics(quiet))
@@ -140,7 +140,7 @@ def test_requests_abandoned_in_the_queue_are_cancelled_on_the_wire(quiet, slow_s
     s = seed()
     # Different shapes: never merged by the batcher. q1..q4 are "read from disk" a moment later, so that q0
     # reaches the server first and runs while the others queue.
-    scenes = [synthetic_scene(f"q{i}", SLOW[0] + 8 * i, SLOW[1], seed=s + i) for i in range(5)]
+    scenes = [make_scene(SLOW[0] + 8 * i, SLOW[1], name=f"q{i}", seed=s + i) for i in range(5)]
     scenes[1:] = [Late(sc, slow_seconds / 3) for sc in scenes[1:]]
     before, before_metrics = counts(quiet), requests_metrics(quiet)
     with HDRClient(url, timeout=300) as c:
@@ -161,7 +161,7 @@ def test_unavailable_is_retried_within_the_deadline_until_the_server_is_back(gra
     """A server stopped and started again on the same port, within one scene's deadline: the scene succeeds."""
     repo = stage_cpu_repository(graphs.path("pipeline"), tmp_path)
     ports = dict(grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
-    scene = synthetic_scene("back", 20, 28, seed=seed())
+    scene = make_scene(20, 28, name="back", seed=seed())
     server = TritonServer(repo, stage=tmp_path, **ports).start()
     try:
         with HDRClient(server.grpc_url, timeout=120, retries=60, backoff=0.1) as c:
@@ -187,7 +187,7 @@ def test_unavailable_is_retried_within_the_deadline_until_the_server_is_back(gra
 
 def test_unavailable_gives_up_at_the_deadline_not_after_all_retries(tmp_path):
     port = free_port()  # nothing listens
-    scene = synthetic_scene("nobody", 16, 16, seed=seed())
+    scene = make_scene(16, 16, name="nobody", seed=seed())
     with HDRClient(f"127.0.0.1:{port}", timeout=1.0, retries=10_000, backoff=0.05) as c:
         c._info = ModelInfo(contract.MODEL_NAME, np.dtype(np.uint8), 2)  # no readiness wait: the request is refused
         with pytest.raises(InferenceError, match="unavailable after") as caught:
@@ -237,7 +237,7 @@ def test_round_robin_over_two_servers_and_failover_when_one_is_gone(quiet, tmp_p
     second = TritonServer(repo, stage=tmp_path, grpc_port=free_port(), http_port=free_port(),
                           metrics_port=free_port(), **unsupervised()).start()
     s = seed()
-    scenes = [synthetic_scene(f"rr{i}", 16 + i, 24, seed=s + i) for i in range(6)]
+    scenes = [make_scene(16 + i, 24, name=f"rr{i}", seed=s + i) for i in range(6)]
     try:
         url = f"{quiet.grpc_url},{second.grpc_url}"
         before = [counts(quiet), counts(second)]
@@ -293,7 +293,7 @@ def test_a_stale_token_file_is_named_in_the_error(token_server, tmp_path, capsys
     path.write_text("not-the-token\n")
     with HDRClient(server.grpc_url, shm="system") as c:
         with pytest.raises(ClientError, match=str(path)) as caught:
-            c.infer(synthetic_scene("stale", 16, 16, seed=seed()))
+            c.infer(make_scene(16, 16, name="stale", seed=seed()))
     assert "not-the-token" not in str(caught.value) and token not in str(caught.value)
 
 
