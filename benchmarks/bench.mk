@@ -3,7 +3,7 @@
 #   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
 #                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
 #   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU, plus the tiling benchmark
-#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; ~2 min)
+#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; 1 min measured)
 #
 # Variables: QUICK=1, SIZES=HxW,HxW (run on every backend, CPU ones too), DATA=NTIRE-format folder (accuracy vs
 # ground truth), BENCH_OUT=results folder (default benchmarks/results), URL=host:port of a running Triton (e.g. the
