@@ -3,7 +3,7 @@
 #   make bench                 what this machine can run: CPU -> PyTorch vs ONNX Runtime vs Triton CPU;
 #                              GPU -> also PyTorch FP16, ORT CUDA EP, TensorRT (our plugin and the built-in DeformConv)
 #   make bench QUICK=1         small sizes and few runs: < 3 minutes on a 2-core CPU, plus the tiling benchmark
-#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; ~2 min)
+#                              (benchmarks/tiling.py: tiled vs whole frame, memory of a 600x800 request; 1 min measured)
 #   (both end with the soak, benchmarks/soak.py: the supervised CPU server under concurrency 8 for 5 min, QUICK 30 s;
 #   failures and resident memory over time -> <stem>_soak.csv/.png, PASS/FAIL against "0 failures, flat memory")
 #

@@ -188,19 +188,20 @@ def plot(results: dict, path: Path) -> Optional[Path]:
     if not rows:
         return None
     fig, (ax_mem, ax_speed) = plt.subplots(1, 2, figsize=(11, 4))
+    metrics = (("stub_peak_mib", "stub peak", "C0", "-"), ("stub_after_mib", "stub after", "C0", "--"),
+               ("server_peak_mib", "tritonserver peak", "C1", "-"), ("server_after_mib", "tritonserver after", "C1",
+                                                                     "--"),
+               ("client_peak_mib", "client peak", "C2", "-"))
     for path_kind, marker in (("server", "o"), ("client", "s")):
         sel = sorted((r for r in rows if r["path"] == path_kind), key=lambda r: r["mpixel"])
         if not sel:
             continue
         mp = [r["mpixel"] for r in sel]
-        ax_mem.plot(mp, [r["stub_peak_mib"] for r in sel], marker=marker, label=f"stub peak ({path_kind} tiles)")
-        ax_mem.plot(mp, [r["stub_after_mib"] for r in sel], marker=marker, ls="--",
-                    label=f"stub after ({path_kind} tiles)")
-        ax_mem.plot(mp, [r["server_peak_mib"] for r in sel], marker=marker, ls=":",
-                    label=f"tritonserver peak ({path_kind} tiles)")
-        ax_mem.plot(mp, [r["client_peak_mib"] for r in sel], marker=marker, ls="-.",
-                    label=f"client peak ({path_kind} tiles)")
+        for key, label, color, style in metrics:
+            ax_mem.plot(mp, [r[key] for r in sel], marker=marker, color=color, ls=style,
+                        label=f"{label} ({path_kind} tiles)")
         ax_speed.plot(mp, [r["mpixel_per_s"] for r in sel], marker=marker, label=f"{path_kind} tiles")
+    ax_speed.set_ylim(bottom=0)
     ax_mem.axhline(3 * 1024, color="red", lw=0.8, label="3 GiB goal (all server processes)")
     ax_mem.set(xlabel="frame (Mpixel)", ylabel="resident memory (MiB)", title="Triton CPU memory per request")
     ax_speed.set(xlabel="frame (Mpixel)", ylabel="Mpixel / s", title="throughput (one scene at a time)")
