@@ -367,6 +367,10 @@ class PerfAnalyzer:
         if transport != "grpc":
             cmd += ["--shared-memory", {"system_shm": "system", "cuda_shm": "cuda"}[transport],
                     "--output-shared-memory-size", str(out_bytes)]
+            # Registering shared memory needs the local manager's admin token (gRPC metadata; on this benchmark's
+            # own loopback server the token shows in perf_analyzer's command line while it runs).
+            for key, value in (_admin_headers(url) or {}).items():
+                cmd += ["-H", f"{key}:{value}"]
         report.unlink(missing_ok=True)
         try:
             proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)

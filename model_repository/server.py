@@ -454,6 +454,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         f"header {ADMIN_HEADER}); default: a new token per start. Either way local clients find it "
                         "in the 0600 file named at start")
     parser.add_argument("--canary-interval", type=float, default=2.0, help="seconds between canary inferences")
+    parser.add_argument("--canary-timeout", type=float, default=CANARY_TIMEOUT_S,
+                        help="seconds a canary may wait behind running work; longer: not ready, twice: reload")
     parser.add_argument("--gpu", action="store_true", help="print (and run, with docker and a GPU) the NGC command")
     parser.add_argument("--check", action="store_true", help="start, wait until ready, stop (a smoke test)")
     args = parser.parse_args(argv)
@@ -476,7 +478,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         server = cpu_server(args.onnx, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
                             metrics_port=args.metrics_port, health_port=args.health_port, admin_token=token,
-                            canary_interval=args.canary_interval)
+                            canary_interval=args.canary_interval, canary_timeout=args.canary_timeout)
         server.start()
     except (ServerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

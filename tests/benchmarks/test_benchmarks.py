@@ -108,7 +108,7 @@ def test_server_left_clean(smoke_run):
     _, _, _, server = smoke_run
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        status = client.get_system_shared_memory_status(as_json=True)
+        status = client.get_system_shared_memory_status(as_json=True, headers=server.admin_headers)  # restricted
     finally:
         client.close()
     assert not status.get("regions"), status
