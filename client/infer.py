@@ -368,6 +368,17 @@ class HDRClient:
 
     # -- calls with retries ------------------------------------------------------------------------------------
 
+    def _reread_token_file(self) -> bool:
+        """After a refusal of a token read from the local manager's file: read the file again (a restarted
+        manager writes a new token); True when it now holds another token."""
+        if not self.token_file:
+            return False
+        token, _ = local_admin_token(self.url)
+        if not token or self._headers == {contract.GRPC_ADMIN_HEADER: token}:
+            return False
+        self._headers = {contract.GRPC_ADMIN_HEADER: token}
+        return True
+
     def _restricted_error(self, what: str) -> InferenceError:
         if self.token_file:
             how = (f"the token in {self.token_file} was refused (a stale file of an earlier server?): restart the "
@@ -398,6 +409,9 @@ class HDRClient:
             try:
                 return fn(*args, headers=headers, client_timeout=left, **kwargs)
             except InferenceServerException as exc:
+                if restricted and _is_restricted(exc) and self._reread_token_file():
+                    headers = self._headers  # the local server was restarted with a new token: once more
+                    continue
                 self._raise_unless_retriable(what, exc, attempt)
                 if delay >= deadline - time.monotonic():  # no time left for another attempt after the backoff
                     raise self._gave_up(what, exc, attempt, out_of_time=True) from None

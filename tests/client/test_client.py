@@ -20,7 +20,7 @@ import client
 from client import contract, hdr_io, hdr_math, tiling
 from client.__main__ import main
 from client.errors import ClientError, SceneError
-from client.infer import HDRClient, PrecisionWarning
+from client.infer import HDRClient, PrecisionWarning, local_admin_token
 from client.outputs import scene_metrics
 from client.scenes import FILES, KALANTARI, NTIRE, Scene, find_scenes, load_scenes, scene_from_files
 from client.synthetic import main as synthetic_main
@@ -116,7 +116,9 @@ def test_system_shared_memory_equals_plain_grpc(url):
             assert np.array_equal(shm.infer(scenes[0]), want[0])
             got = list(shm.infer_many(scenes, concurrency=4, progress=False))  # a region per request in flight
             assert _our_segments()
-        regions = plain._client.get_system_shared_memory_status(as_json=True).get("regions", {})
+        token, _ = local_admin_token(url)  # the shm status is restricted: the manager's token file
+        regions = plain._client.get_system_shared_memory_status(
+            headers={contract.GRPC_ADMIN_HEADER: token}, as_json=True).get("regions", {})
     for result, expected in zip(got, want):
         assert result.ok, result.error
         assert np.array_equal(result.hdr, expected)
@@ -307,15 +309,16 @@ def test_a_killed_server_fails_clearly_after_retries_and_a_restarted_one_serves_
     repo = stage_cpu_repository(graphs.path("pipeline"), tmp_path)
     ports = dict(grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     scene = make_scene(20, 24, name="restart", seed=fresh_seed())
-    with TritonServer(repo, stage=tmp_path, **ports) as server:
+    # Unsupervised (watchdog=False): the manager's watchdog would restart the killed server by itself.
+    with TritonServer(repo, stage=tmp_path, watchdog=False, **ports) as server:
         hdr_client = HDRClient(server.grpc_url, retries=2, backoff=0.2, shm="system")
         want = hdr_client.infer(scene)
         os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait(10)
         with pytest.raises(ClientError, match="unavailable after 3 attempt"):
             hdr_client.infer(scene)
-    with TritonServer(repo, stage=tmp_path, **ports):
-        # The new server has forgotten the pooled shared-memory region: the client registers a fresh one.
+    with TritonServer(repo, stage=tmp_path, watchdog=False, **ports):
+        # The new server (with a new token, found in its file) has forgotten the pooled shared-memory region: the client registers a fresh one.
         assert np.array_equal(hdr_client.infer(scene), want)
         hdr_client.close()
     assert not _our_segments()
@@ -337,7 +340,7 @@ def triton_fp16_with_token(graphs, tmp_path_factory):
 
 @pytest.mark.slow
 def test_fp16_model_gets_float16_and_shared_memory_needs_the_token(triton_fp16_with_token, graphs, tmp_path,
-                                                                    capsys):
+                                                                    capsys, monkeypatch):
     import onnxruntime as ort
 
     url = triton_fp16_with_token.grpc_url
@@ -354,6 +357,8 @@ def test_fp16_model_gets_float16_and_shared_memory_needs_the_token(triton_fp16_w
     assert_close(got8, run_ort(session, (scene8.ldrs.astype(np.float32) / 255).astype(np.float16), scene8.evs))
     assert_close(got16, run_ort(session, (u16.astype(np.float32) / 65535).astype(np.float16), scene16.evs))
 
+    # A client that cannot find the manager's token file (another user, another machine) and has no --admin-token:
+    monkeypatch.setenv(contract.RUN_DIR_ENV, str(tmp_path / "not-the-servers-run-dir"))
     with HDRClient(url, shm="system", backoff=5.0) as no_token:
         start = time.monotonic()
         with pytest.raises(ClientError, match="--admin-token"):
@@ -472,7 +477,7 @@ def test_client_imports_without_torch():
         "print(' '.join(names))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["__main__", "contract", "errors", "hdr_io", "hdr_math", "infer", "outputs",
+    assert done.stdout.split() == ["__main__", "contact_sheet", "contract", "errors", "hdr_io", "hdr_math", "infer", "outputs",
                                    "scenes", "synthetic", "tiling"]
 
 
