@@ -105,6 +105,12 @@ class SceneResult:
         return self.error is None
 
 
+def _reloading(exc: InferenceServerException) -> bool:
+    """A server manager is reloading the model (NOT_FOUND "... has no available versions"): nothing was computed,
+    the request is retried like UNAVAILABLE."""
+    return "has no available versions" in (exc.message() or "")
+
+
 def _is_restricted(exc: InferenceServerException) -> bool:
     return "protocol is restricted" in (exc.message() or "")
 
@@ -436,7 +442,7 @@ class HDRClient:
         if exc.status() == _DEADLINE or "timeout expired" in (exc.message() or "").lower():
             # the client's deadline, or the server's queue timeout (the request's own `timeout`): not retried
             raise self._out_of_time(what, attempt) from None
-        if exc.status() not in _RETRYABLE:
+        if exc.status() not in _RETRYABLE and not _reloading(exc):
             raise InferenceError(f"{what}: {exc.message()}{self._hint(exc)}") from None
         if attempt > self.retries:
             raise self._gave_up(what, exc, attempt) from None

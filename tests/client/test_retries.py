@@ -346,3 +346,18 @@ def test_ctrl_c_cancels_the_requests_in_flight(quiet, tmp_path):
     # The old client waited for every request it had sent: all computed, none CANCELED. (The fifth scene may not
     # have been sent yet when the interrupt came.)
     assert got["CANCELED"] >= 1 and got["success"] + got["CANCELED"] <= 6, got
+
+
+def test_a_model_being_reloaded_is_retried_like_unavailable_and_other_errors_are_not():
+    from tritonclient.utils import InferenceServerException
+
+    from client.infer import _reloading
+
+    reloading = InferenceServerException("Request for unknown model: 'adnet' has no available versions",
+                                         status="StatusCode.NOT_FOUND")
+    unknown = InferenceServerException("Request for unknown model: 'adnt' is not found", status="StatusCode.NOT_FOUND")
+    with HDRClient("127.0.0.1:1", retries=3) as c:
+        c._raise_unless_retriable("x", reloading, attempt=1)  # returns: the caller backs off and tries again
+        with pytest.raises(InferenceError, match="is not found"):
+            c._raise_unless_retriable("x", unknown, attempt=1)
+    assert _reloading(reloading) and not _reloading(unknown)
