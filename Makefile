@@ -41,7 +41,9 @@ ONNX_FP32  := $(BUILD)/adnet.onnx
 ONNX_FP16  := $(BUILD)/adnet_fp16.onnx
 ONNX_PLUGIN_FP32 := $(BUILD)/adnet_dcn_plugin.onnx
 ONNX_PLUGIN_FP16 := $(BUILD)/adnet_dcn_plugin_fp16.onnx
-ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16)
+# The 16-bit twin served beside `adnet` (model adnet_16bit, LDR FP16): 16-bit sources keep their precision by default.
+ONNX_16BIT := $(BUILD)/adnet_16bit.onnx
+ONNX_FILES := $(ONNX_FP32) $(ONNX_FP16) $(ONNX_PLUGIN_FP32) $(ONNX_PLUGIN_FP16) $(ONNX_16BIT)
 
 .PHONY: help setup setup-debian test test-fast demo clean onnx serve deploy-check FORCE
 
@@ -87,7 +89,7 @@ test: $(STAMP) $(RTX_LINK) ## Run the CPU test suite (includes real TensorRT-RTX
 test-fast: $(STAMP) $(RTX_LINK) ## The unit tests only (no ADNet export, server or engine build): < 2 min
 	$(RTX_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-onnx: $(ONNX_FILES) ## Export ONNX (fp32 + fp16) and the plugin graphs; CKPT=path (else random weights), LDR_DTYPE=uint8|float16
+onnx: $(ONNX_FILES) ## Export ONNX (fp32 + fp16, the 16-bit twin) and the plugin graphs; CKPT=path (else random weights), LDR_DTYPE=uint8|float16
 
 # Re-export when CKPT or LDR_DTYPE change, not only when sources do.
 ONNX_ARGS_STAMP := $(BUILD)/.onnx-args
@@ -98,6 +100,9 @@ $(ONNX_FP32): ONNX_PRECISION := fp32
 $(ONNX_FP16): ONNX_PRECISION := fp16
 $(ONNX_FP32) $(ONNX_FP16): $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
 	$(PY) -m export.to_onnx $(EXPORT_ARGS) --precision $(ONNX_PRECISION) --out $@
+
+$(ONNX_16BIT): $(STAMP) $(EXPORT_SRC) $(CKPT) $(ONNX_ARGS_STAMP)
+	$(PY) -m export.to_onnx $(if $(CKPT),--checkpoint $(CKPT)) --ldr-dtype float16 --precision fp32 --out $@
 
 ifneq ($(CKPT),)
 $(CKPT):
@@ -132,7 +137,7 @@ REPLICAS   ?= 1
 REPLICA_PORT ?= 8100
 MULTI_REPLICA = $(filter-out 0 1,$(REPLICAS))
 
-serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(BUILD)/adnet.onnx) ## Serve `adnet` with Triton: CPU (default, supervised, /ready on HEALTH_PORT) until Ctrl-C; ADMIN_TOKEN_FILE=; REPLICAS=3: three behind HAProxy; GPU=1: plugin pre-flight, then prints/runs the NGC command
+serve: $(STAMP) $(if $(GPU),gpu-serve-preflight,$(ONNX_FP32) $(ONNX_16BIT)) ## Serve `adnet` (+ its 16-bit twin adnet_16bit on CPU) with Triton: CPU (default, supervised, /ready on HEALTH_PORT) until Ctrl-C; ADMIN_TOKEN_FILE=; REPLICAS=3: three behind HAProxy; GPU=1: plugin pre-flight, then prints/runs the NGC command
 ifneq ($(and $(MULTI_REPLICA),$(if $(GPU),,1)),)
 	$(PY) -m model_repository.replicas --onnx $(BUILD)/adnet.onnx --replicas $(REPLICAS) \
 		--first-port $(REPLICA_PORT) --host $(HOST) --grpc-port $(GRPC_PORT)
@@ -140,7 +145,7 @@ else
 	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
 endif
 
-demo: $(STAMP) $(BUILD)/adnet.onnx ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
+demo: $(STAMP) $(ONNX_FP32) $(ONNX_16BIT) ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop
 	$(PY) -m model_repository.demo --onnx $(BUILD)/adnet.onnx --out out \
 		--grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 

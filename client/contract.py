@@ -9,6 +9,9 @@ Triton model `adnet`, identical on GPU (TensorRT plan) and CPU (python backend +
 from __future__ import annotations
 
 MODEL_NAME = "adnet"
+# Its 16-bit twin: the same network and contract with LDR FP16 in [0, 1], served beside `adnet` so that 16-bit sources
+# keep their precision by default while 8-bit ones keep the compact UINT8 wire (the client picks by bit depth).
+MODEL_NAME_16BIT = "adnet_16bit"
 INPUT_LDR = "LDR"
 INPUT_EV = "EV"
 OUTPUT_HDR = "HDR"

@@ -1,8 +1,10 @@
 """gRPC client for the Triton model `adnet` (client/contract.py): scenes in, linear HDR out.
 
 - Readiness: `wait_until_ready()` tells "server not ready at URL" from "model missing (models: ...)".
-- Input dtype: read from the model's config on the server. 8-bit sources go to a UINT8 model as decoded; 16-bit
-  sources to a UINT8 model are rounded to 8 bits (with a PrecisionWarning); an FP16 model gets float16 in [0, 1].
+- Input dtype: read from the model's config on the server. 8-bit sources go to a UINT8 model as decoded (the
+  compact wire); 16-bit sources go to the default model's 16-bit twin `adnet_16bit` (LDR FP16 in [0, 1]) when the
+  server serves it, as `make serve` does, with no warning; only without it are they rounded to 8 bits for a UINT8
+  model (with a PrecisionWarning). An FP16 model gets float16 in [0, 1].
 - Deadlines and retries: `timeout` is the whole budget of one call (one scene's inference, or a config read) across
   all its attempts; each attempt gets what is left. Only UNAVAILABLE is retried (connection refused, a server or
   replica restarting, a model being reloaded: nothing was computed, or inference is idempotent), with exponential
@@ -245,6 +247,7 @@ class _Job:
     out_shape: tuple
     deadline: float
     cancel: Optional[threading.Event] = None
+    model: Optional[str] = None  # default: the client's model
 
 
 @dataclass
@@ -326,13 +329,15 @@ class HDRClient:
 
     def __init__(self, url: str = DEFAULT_URL, model: str = contract.MODEL_NAME, *, timeout: float = 60.0,
                  retries: int = 3, backoff: float = 0.5, admin_token: Optional[str] = None, shm: str = "none",
-                 cuda_device: int = 0):
+                 cuda_device: int = 0, model_16bit: Optional[str] = contract.MODEL_NAME_16BIT):
         if shm not in SHM_MODES:
             raise ClientError(f"unknown shared-memory mode {shm!r}; choose one of {', '.join(SHM_MODES)}")
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise ClientError(f"timeout must be > 0 s and retries, backoff >= 0; got timeout={timeout}, "
                               f"retries={retries}, backoff={backoff}")
         self.url, self.model, self.timeout, self.retries, self.backoff = url, model, timeout, retries, backoff
+        # 16-bit scenes go to this twin of the default model when the server serves it (None: never).
+        self.model_16bit = model_16bit if model == contract.MODEL_NAME else None
         self.shm, self.cuda_device = shm, cuda_device
         self.target, addresses = grpc_target(url)
         if shm != "none" and (len(addresses) != 1):
@@ -354,6 +359,7 @@ class HDRClient:
                                                          restricted=True),
                 lambda name: self._unregister(self._client.unregister_system_shared_memory, name))
         self._info: Optional[ModelInfo] = None
+        self._info16: Union[ModelInfo, None, bool] = False  # False: not asked yet; None: the server has none
         self._info_lock = threading.Lock()
         self._closed = threading.Event()  # close() cancels what is still in flight
 
@@ -556,8 +562,9 @@ class HDRClient:
             self._info = info
         return info
 
-    def _read_model_info(self) -> ModelInfo:
-        config = self._call(f"model config of {self.model}", self._client.get_model_config, self.model,
+    def _read_model_info(self, model: Optional[str] = None) -> ModelInfo:
+        model = model or self.model
+        config = self._call(f"model config of {model}", self._client.get_model_config, model,
                             as_json=True)["config"]
         inputs = {i["name"]: i.get("data_type") for i in config.get("input", [])}
         outputs = {o["name"]: o.get("data_type") for o in config.get("output", [])}
@@ -565,12 +572,12 @@ class HDRClient:
         if (ldr_type not in _LDR_CONFIG_DTYPES or inputs.get(contract.INPUT_EV) != "TYPE_FP32"
                 or outputs.get(contract.OUTPUT_HDR) != "TYPE_FP32"):
             raise InferenceError(
-                f"model {self.model} on {self.url} does not follow the {contract.MODEL_NAME} contract: inputs "
+                f"model {model} on {self.url} does not follow the {contract.MODEL_NAME} contract: inputs "
                 f"{inputs}, outputs {outputs}; expected {contract.INPUT_LDR} UINT8|FP16, {contract.INPUT_EV} FP32 "
                 f"-> {contract.OUTPUT_HDR} FP32 (is --model the ADNet model?)")
         # The JSON form omits fields at their default, so a missing max_batch_size means 0 (no batch dimension).
         tile_max_pixels = config.get("parameters", {}).get("tile_max_pixels", {}).get("string_value")
-        return ModelInfo(self.model, _LDR_CONFIG_DTYPES[ldr_type], int(config.get("max_batch_size", 0)),
+        return ModelInfo(model, _LDR_CONFIG_DTYPES[ldr_type], int(config.get("max_batch_size", 0)),
                          int(tile_max_pixels) if tile_max_pixels else None)
 
     def model_info(self) -> ModelInfo:
@@ -580,11 +587,32 @@ class HDRClient:
                 return self._info
         return self.wait_until_ready()
 
+    def model_for(self, scene: Scene) -> ModelInfo:
+        """The model that serves `scene`: for 16-bit frames the 16-bit twin (`model_16bit`, default
+        contract.MODEL_NAME_16BIT, LDR FP16) when the server serves it and the client uses the default model, else
+        the client's model."""
+        info = self.model_info()
+        if np.asarray(scene.ldrs).dtype != np.uint16 or info.ldr_dtype != np.uint8 or not self.model_16bit:
+            return info
+        with self._info_lock:
+            known = self._info16
+        if known is False:
+            try:
+                ready = self._client.is_model_ready(self.model_16bit, client_timeout=self.timeout)
+            except InferenceServerException:
+                ready = False
+            twin = self._read_model_info(self.model_16bit) if ready else None
+            known = twin if twin is not None and twin.ldr_dtype == np.float16 else None
+            with self._info_lock:
+                self._info16 = known
+        return known or info
+
     # -- one scene --------------------------------------------------------------------------------------------
 
-    def prepare(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-        """The request tensors (LDR, EV) for `scene`, in the served model's dtype and batch layout."""
-        info = self.model_info()
+    def prepare(self, scene: Scene, info: Optional[ModelInfo] = None) -> tuple[np.ndarray, np.ndarray]:
+        """The request tensors (LDR, EV) for `scene`, in the dtype and batch layout of the model that serves it
+        (`info`, default model_for(scene))."""
+        info = info or self.model_for(scene)
         ldrs = np.asarray(scene.ldrs)
         if ldrs.ndim != 4 or ldrs.shape[0] != contract.NUM_FRAMES or ldrs.shape[3] != contract.NUM_COLORS:
             raise SceneError(f"scene {scene.name}: frames must be [3, H, W, 3], got {list(ldrs.shape)}")
@@ -599,9 +627,9 @@ class HDRClient:
             raise SceneError(f"scene {scene.name}: EV stops must be 3 finite numbers, got {evs.tolist()}")
         if info.ldr_dtype == np.uint8 and ldrs.dtype == np.uint16:
             warnings.warn(
-                f"scene {scene.name}: 16-bit frames rounded to 8 bits for model {self.model} (UINT8 input); "
-                "export with --ldr-dtype float16 (make onnx LDR_DTYPE=float16) to keep 16 bits", PrecisionWarning,
-                stacklevel=2)
+                f"scene {scene.name}: 16-bit frames rounded to 8 bits for model {info.name} (UINT8 input; the server "
+                f"at {self.url} has no {contract.MODEL_NAME_16BIT}): serve the 16-bit twin too (`make serve` does on "
+                "the CPU), or a model exported with --ldr-dtype float16", PrecisionWarning, stacklevel=2)
         ldr = hdr_math.ldr_for_model(ldrs, info.ldr_dtype)
         ev = evs.astype(np.float32)
         if info.max_batch_size > 0:
@@ -614,15 +642,16 @@ class HDRClient:
         Setting `cancel` (or close(), or Ctrl-C in this thread) cancels the request in flight and raises
         InferenceError.
         """
-        tile = tiling.client_tile(scene.height, scene.width, self.model_info().tile_max_pixels)
+        info = self.model_for(scene)
+        tile = tiling.client_tile(scene.height, scene.width, info.tile_max_pixels)
         if tile is not None:
-            return self._infer_tiled(scene, tile, cancel)
+            return self._infer_tiled(scene, tile, cancel, info)
         deadline = time.monotonic() + self.timeout
-        ldr, ev = self.prepare(scene)
-        batched = self.model_info().max_batch_size > 0
+        ldr, ev = self.prepare(scene, info)
+        batched = info.max_batch_size > 0
         out_shape = ((1,) if batched else ()) + (scene.height, scene.width, contract.NUM_COLORS)
         what = f"inference of scene {scene.name}"
-        job = _Job(what, out_shape, deadline, cancel)
+        job = _Job(what, out_shape, deadline, cancel, info.name)
         if self.shm == "system":
             hdr = self._infer_system_shm(job, ldr, ev)
         elif self.shm == "cuda":
@@ -631,17 +660,18 @@ class HDRClient:
             hdr = self._infer_plain(job, ldr, ev)
         return hdr[0] if batched else hdr
 
-    def _infer_tiled(self, scene: Scene, tile: tuple[int, int], cancel: Optional[threading.Event]) -> np.ndarray:
-        batch = self.model_info().max_batch_size
+    def _infer_tiled(self, scene: Scene, tile: tuple[int, int], cancel: Optional[threading.Event],
+                     info: ModelInfo) -> np.ndarray:
+        batch = info.max_batch_size
         what = f"inference of scene {scene.name} (tiles)"
 
         def infer_batch(ldrs, evs):  # tiles as decoded -> prepare() each -> one request, with its own deadline
-            parts = [self.prepare(dataclasses.replace(scene, ldrs=one)) for one in ldrs]
+            parts = [self.prepare(dataclasses.replace(scene, ldrs=one), info) for one in ldrs]
             shape = (len(ldrs),) + ldrs.shape[2:4] + (contract.NUM_COLORS,)
             if batch == 0:  # no batch dimension: one tile per request
-                job = _Job(what, shape[1:], time.monotonic() + self.timeout, cancel)
+                job = _Job(what, shape[1:], time.monotonic() + self.timeout, cancel, info.name)
                 return self._infer_plain(job, *parts[0])[None]
-            job = _Job(what, shape, time.monotonic() + self.timeout, cancel)
+            job = _Job(what, shape, time.monotonic() + self.timeout, cancel, info.name)
             return self._infer_plain(job, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
         try:
@@ -667,7 +697,7 @@ class HDRClient:
         left = client_timeout
         # `timeout` (µs) also bounds the wait in Triton's queue where the model's queue policy allows a request to
         # shorten it (allow_timeout_override): nothing is computed for a client whose deadline has passed.
-        handle = self._client.async_infer(self.model, inputs, callback, outputs=outputs, client_timeout=left,
+        handle = self._client.async_infer(job.model or self.model, inputs, callback, outputs=outputs, client_timeout=left,
                                           timeout=max(int(left * 1e6), 1), headers=headers)
         abandoned = None
         try:

@@ -1,7 +1,9 @@
 """`make demo`: the whole CPU path on a bundled scene.
 
 Exported pipeline ONNX -> the real Triton server (CPU variant) on loopback -> the gRPC client on the bundled
-NTIRE-format sample -> out/ (linear .hdr, tone-mapped preview, metrics) -> server stopped.
+NTIRE-format sample -> out/ (linear .hdr, tone-mapped preview, metrics, and a contact sheet {name}_sheet.png:
+the three exposures, the output and the ground truth side by side, captioned with what the weights are) -> server
+stopped.
 
 CLI: python -m model_repository.demo [--onnx build/adnet.onnx] [--scene client/samples] [--out out]
 """
@@ -14,7 +16,7 @@ from typing import Optional
 
 import onnx
 
-from model_repository.server import ROOT, ServerError, cpu_server
+from model_repository.server import ROOT, ServerError, cpu_server, onnx_16bit_beside
 
 SAMPLES = ROOT / "client" / "samples"
 
@@ -40,7 +42,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         # Its own ports, found free before anything is staged or started: the demo never reports another server's
         # results as its own, nor rewrites another instance's staged repository.
-        server = cpu_server(onnx_path, grpc_port=args.grpc_port, http_port=args.http_port,
+        server = cpu_server(onnx_path, onnx_16bit=onnx_16bit_beside(onnx_path), grpc_port=args.grpc_port,
+                            http_port=args.http_port,
                             metrics_port=args.metrics_port)
         weights = weights_of(onnx_path)
         if weights.startswith("random"):
@@ -56,8 +59,42 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"METRICS_PORT=9002", file=sys.stderr)
         return 1
     if rc == 0:
+        for sheet in write_sheets(args.scene, args.out, weights):
+            print(f"contact sheet (inputs, output, ground truth): {sheet}")
         print(f"demo done: results in {args.out}/")
     return rc
+
+
+def sheet_caption(weights: str, metrics: Optional[dict]) -> list[str]:
+    """The contact sheet's caption: what the weights are, what to expect of them, the metrics."""
+    if weights.startswith("random"):
+        lines = [f"weights: SEEDED RANDOM WEIGHTS ({weights}); no public ADNet checkpoint exists.",
+                 "Expect a colour cast or noise and a low PSNR (a few dB): this shows that the serving path works, not "
+                 "a trained merge. For a real merge: make demo CKPT=/path/to/best_checkpoint.pth (official format)."]
+    else:
+        lines = [f"weights: {weights}"]
+    if metrics:
+        lines.append(f"vs ground truth ({metrics['convention']}): PSNR-l {metrics['psnr_l']:.2f} dB, "
+                     f"PSNR-mu {metrics['psnr_mu']:.2f} dB")
+    return lines
+
+
+def write_sheets(scene_path: str, out: str, weights: str) -> list[Path]:
+    """out/{name}_sheet.png for every scene the client wrote (its .hdr read back)."""
+    from client import hdr_io
+    from client.contact_sheet import write_contact_sheet
+    from client.outputs import scene_metrics
+    from client.scenes import find_scenes
+
+    sheets = []
+    for source in find_scenes(scene_path):
+        hdr_path = Path(out) / f"{source.name}.hdr"
+        if not hdr_path.is_file():
+            continue
+        scene, hdr = source.load(), hdr_io.read_hdr(hdr_path)
+        sheets.append(write_contact_sheet(Path(out) / f"{source.name}_sheet.png", scene, hdr,
+                                          sheet_caption(weights, scene_metrics(scene, hdr))))
+    return sheets
 
 
 if __name__ == "__main__":

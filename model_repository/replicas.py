@@ -31,7 +31,7 @@ from typing import Optional
 from client import contract
 from deploy.balancer.haproxy import BalancerError, HaproxyBalancer, Replica, local_replicas
 
-from .server import ROOT, ServerError, TritonServer, stage_cpu_repository
+from .server import ROOT, ServerError, TritonServer, onnx_16bit_beside, stage_cpu_repository
 
 __all__ = ["ReplicaSet", "request_counts", "DEFAULT_FIRST_PORT"]
 
@@ -119,7 +119,7 @@ class ReplicaSet:
                               "or choose other ports: make serve REPLICAS=N GRPC_PORT=... REPLICA_PORT=...")
         try:
             for replica, server in zip(self.replicas, self.servers):
-                stage_cpu_repository(self.onnx, server.stage)
+                stage_cpu_repository(self.onnx, server.stage, onnx_16bit_beside(self.onnx))
                 try:
                     server.start(timeout)
                 except ServerError as exc:

@@ -39,7 +39,7 @@ from client.errors import AdnetError
 from model_repository import instance, supervisor
 
 __all__ = ["ServerError", "TritonServer", "stage_cpu_repository", "docker_command", "free_port", "ADMIN_HEADER",
-           "NGC_TRITON_TAG", "RESTRICTED", "default_stage", "cpu_server"]
+           "NGC_TRITON_TAG", "RESTRICTED", "default_stage", "cpu_server", "served_models", "onnx_16bit_beside"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_CPU = Path(__file__).resolve().parent / "cpu" / contract.MODEL_NAME
@@ -108,25 +108,64 @@ def _ldr_type_of(onnx_path: Path) -> str:
     return contract.LDR_DTYPES[dtype]
 
 
-def stage_cpu_repository(onnx_path: str | Path, stage: str | Path) -> Path:
-    """Lay out model_repository/cpu under `stage`/repository with `onnx_path` inside; returns the repository."""
+def _staged_config(name: str, ldr_type: str) -> str:
+    """model_repository/cpu/adnet/config.pbtxt for model `name` with LDR of `ldr_type`, through Triton's
+    model_config protobuf (the source file stays the one definition; the staged copy loses its comments)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse((SOURCE_CPU / "config.pbtxt").read_text(), mc.ModelConfig())
+    config.name = name
+    (ldr,) = [i for i in config.input if i.name == contract.INPUT_LDR]
+    ldr.data_type = mc.DataType.Value(ldr_type)
+    return f"# Staged from {SOURCE_CPU / 'config.pbtxt'} by model_repository/server.py; do not edit.\n" + \
+        text_format.MessageToString(config)
+
+
+def stage_cpu_repository(onnx_path: str | Path, stage: str | Path, onnx_16bit: Optional[str | Path] = None) -> Path:
+    """Lay out model_repository/cpu under `stage`/repository with `onnx_path` inside as model `adnet`, and with
+    `onnx_16bit` (an --ldr-dtype float16 export) as its 16-bit twin `adnet_16bit` when given; returns the
+    repository."""
     onnx_path, stage = Path(onnx_path), Path(stage)
-    if not onnx_path.is_file():
-        raise ServerError(f"{onnx_path} not found: export the pipeline first with `make onnx`")
+    models = {contract.MODEL_NAME: onnx_path}
+    if onnx_16bit is not None:
+        models[contract.MODEL_NAME_16BIT] = Path(onnx_16bit)
+    for path in models.values():
+        if not path.is_file():
+            raise ServerError(f"{path} not found: export the pipeline first with `make onnx`")
+    if onnx_16bit is not None and _ldr_type_of(Path(onnx_16bit)) != "TYPE_FP16":
+        raise ServerError(f"{onnx_16bit} takes UINT8 frames: the 16-bit model needs an export with --ldr-dtype "
+                          f"float16 (`make onnx` writes build/adnet_16bit.onnx)")
     repo = stage / "repository"
-    model = repo / contract.MODEL_NAME
-    version = model / "1"
     if repo.exists():
         shutil.rmtree(repo)
-    version.mkdir(parents=True)
-    config = (SOURCE_CPU / "config.pbtxt").read_text()
-    ldr_type = _ldr_type_of(onnx_path)
-    if ldr_type != "TYPE_UINT8":  # the only line that differs between the uint8 and float16 exports
-        config = config.replace("data_type: TYPE_UINT8", f"data_type: {ldr_type}", 1)
-    (model / "config.pbtxt").write_text(config)
-    (version / "model.py").symlink_to(SOURCE_CPU / "1" / "model.py")
-    shutil.copyfile(onnx_path, version / "adnet.onnx")
+    for name, path in models.items():
+        version = repo / name / "1"
+        version.mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(_staged_config(name, _ldr_type_of(path)))
+        (version / "model.py").symlink_to(SOURCE_CPU / "1" / "model.py")
+        shutil.copyfile(path, version / "adnet.onnx")
     return repo
+
+
+ONNX_16BIT_NAME = "adnet_16bit.onnx"  # `make onnx` writes it beside adnet.onnx
+
+
+def onnx_16bit_beside(onnx_path: str | Path, given: Optional[str] = None) -> Optional[Path]:
+    """The 16-bit export to serve as adnet_16bit: `given` (a path, or "none" for none), else ONNX_16BIT_NAME in
+    the folder of `onnx_path` when it exists there."""
+    if given is not None:
+        return None if given.lower() == "none" else Path(given)
+    beside = Path(onnx_path).parent / ONNX_16BIT_NAME
+    return beside if beside.is_file() and beside != Path(onnx_path) else None
+
+
+def served_models(repository: str | Path) -> dict[str, str]:
+    """{model name: LDR data type} of a staged repository, `adnet` first (what the manager loads and canaries)."""
+    repository = Path(repository)
+    names = [contract.MODEL_NAME] + sorted(p.parent.name for p in repository.glob("*/config.pbtxt")
+                                           if p.parent.name != contract.MODEL_NAME)
+    return {name: _config_ldr_type(repository, name) for name in names}
 
 
 def free_port() -> int:
@@ -136,13 +175,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config_ldr_type(repository: Path) -> str:
-    """The LDR data type of the staged model's config.pbtxt (the canary sends that type)."""
+def _config_ldr_type(repository: Path, model: str = contract.MODEL_NAME) -> str:
+    """The LDR data type of a staged model's config.pbtxt (the canary sends that type)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     try:
-        config = text_format.Parse((repository / contract.MODEL_NAME / "config.pbtxt").read_text(), mc.ModelConfig())
+        config = text_format.Parse((Path(repository) / model / "config.pbtxt").read_text(), mc.ModelConfig())
     except (OSError, text_format.ParseError):
         return "TYPE_UINT8"
     types = {i.name: mc.DataType.Name(i.data_type) for i in config.input}
@@ -203,7 +242,7 @@ class TritonServer:
         default_bytes, growth_bytes = self.shm_bytes
         return [str(root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
                 f"--backend-directory={_backend_dir(self.stage)}",
-                "--model-control-mode=explicit", f"--load-model={contract.MODEL_NAME}",
+                "--model-control-mode=explicit", *[f"--load-model={name}" for name in served_models(self.repository)],
                 # tritonserver joins the gRPC address and port as "ADDRESS:PORT": an IPv6 literal needs brackets.
                 f"--grpc-address={f'[{self.host}]' if ':' in self.host else self.host}",
                 f"--grpc-port={self.ports['grpc']}",
@@ -252,7 +291,7 @@ class TritonServer:
             if error:
                 raise ServerError(error)
             if self.supervisor is not None:
-                self.supervisor.ldr_type = _config_ldr_type(self.repository)
+                self.supervisor.models = served_models(self.repository)
                 try:
                     self.supervisor.first_canary(min(timeout, 60.0))
                 except RuntimeError as exc:
@@ -287,7 +326,7 @@ class TritonServer:
                     self._kill_process()
                     return f"tritonserver exited with code {code} while starting:\n{self.log_tail()}"
                 try:
-                    if client.is_server_ready() and client.is_model_ready(contract.MODEL_NAME):
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in served_models(self.repository)):
                         return None
                 except Exception:  # not listening yet
                     pass
@@ -321,22 +360,25 @@ class TritonServer:
 
     # --- healing (called by the supervisor's thread) ---------------------------------------------------------------
     def reload_model(self, timeout: float = 60.0) -> Optional[str]:
-        """Unload and load the model through the repository API (with the token); None, or the error."""
+        """Unload and load the served models through the repository API (with the token); None, or the error."""
         import tritonclient.grpc as grpcclient
 
+        models = list(served_models(self.repository))
         try:
             with grpcclient.InferenceServerClient(self.grpc_url) as client:
-                client.unload_model(contract.MODEL_NAME, headers=self.admin_headers, client_timeout=timeout)
+                for model in models:
+                    client.unload_model(model, headers=self.admin_headers, client_timeout=timeout)
                 deadline = time.monotonic() + timeout
-                while client.is_model_ready(contract.MODEL_NAME):
+                while any(client.is_model_ready(m) for m in models):
                     if time.monotonic() > deadline:
-                        return f"{contract.MODEL_NAME} still loaded {timeout:.0f} s after the unload request"
+                        return f"{', '.join(models)} still loaded {timeout:.0f} s after the unload request"
                     time.sleep(0.1)
-                if self.process is not None:  # the dead stub's regions, now unmapped
+                if self.process is not None:  # the dead stubs' regions, now unmapped
                     instance.remove_unmapped_shm(self.shm_prefix, self.process.pid)
-                client.load_model(contract.MODEL_NAME, headers=self.admin_headers, client_timeout=timeout)
-                if not client.is_model_ready(contract.MODEL_NAME):
-                    return f"{contract.MODEL_NAME} not ready after loading"
+                for model in models:
+                    client.load_model(model, headers=self.admin_headers, client_timeout=timeout)
+                    if not client.is_model_ready(model):
+                        return f"{model} not ready after loading"
             return None
         except Exception as exc:
             return f"reload failed: {str(exc).strip()[:300]}"
@@ -412,7 +454,7 @@ class TritonServer:
 
 
 def cpu_server(onnx_path: str | Path, *, grpc_port: int = 8001, stage: Optional[str | Path] = None,
-               **kwargs) -> TritonServer:
+               onnx_16bit: Optional[str | Path] = None, **kwargs) -> TritonServer:
     """A (not yet started) TritonServer for the CPU model of `onnx_path`, staged in its own folder
     (default_stage(grpc_port)) only after its ports were found free: a busy port is a ServerError naming it, and
     the repository of whichever server holds the port is left alone."""
@@ -422,7 +464,7 @@ def cpu_server(onnx_path: str | Path, *, grpc_port: int = 8001, stage: Optional[
         instance.check_ports_free(server.host, server._ports_to_check())
     except instance.PortBusy as exc:
         raise ServerError(str(exc)) from None
-    stage_cpu_repository(onnx_path, stage)
+    stage_cpu_repository(onnx_path, stage, onnx_16bit)
     return server
 
 
@@ -443,6 +485,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m model_repository.server", description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", default="build/adnet.onnx", help="pipeline ONNX for the CPU model")
+    parser.add_argument("--onnx-16bit", help=f"--ldr-dtype float16 export served as {contract.MODEL_NAME_16BIT} for "
+                        f"16-bit sources (default: {ONNX_16BIT_NAME} beside --onnx if there; 'none': not served)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address of every endpoint (e.g. 0.0.0.0, ::1)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
@@ -476,7 +520,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     # SIGTERM (the kubelet, `kill`) becomes SystemExit so that `finally` stops the server gracefully.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server = cpu_server(args.onnx, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+        server = cpu_server(args.onnx, onnx_16bit=onnx_16bit_beside(args.onnx, args.onnx_16bit),
+                            host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
                             metrics_port=args.metrics_port, health_port=args.health_port, admin_token=token,
                             canary_interval=args.canary_interval, canary_timeout=args.canary_timeout)
         server.start()

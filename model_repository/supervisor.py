@@ -91,13 +91,14 @@ class Supervisor:
     """The watchdog thread of one TritonServer; `ready` is what GET /ready answers."""
 
     def __init__(self, server: "TritonServer", *, canary_interval: float, canary_timeout: float,
-                 ldr_type: str = "TYPE_UINT8"):
+                 models: Optional[dict[str, str]] = None):
         if canary_interval <= 0 or canary_timeout <= 0:
             raise ValueError(f"canary_interval and canary_timeout must be > 0 s, got {canary_interval}, "
                              f"{canary_timeout}")
         self.server = server
         self.interval, self.timeout = canary_interval, canary_timeout
-        self.ldr_type = ldr_type
+        # {model: LDR data type}: every served model gets a canary (adnet, and adnet_16bit where staged).
+        self.models = dict(models or {contract.MODEL_NAME: "TYPE_UINT8"})
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -124,7 +125,7 @@ class Supervisor:
                       "canaries": self.canaries, "canary_failures": self.canary_failures,
                       "reloads": self.reloads, "restarts": self.restarts,
                       "tritonserver_pid": process.pid if process else None}
-        return {"model": contract.MODEL_NAME, "ready": self.ready, "live": not self._stop.is_set(), **status}
+        return {"model": contract.MODEL_NAME, "models": list(self.models), "ready": self.ready, "live": not self._stop.is_set(), **status}
 
     def _set(self, *, ready: bool, state: str, error: Optional[str] = None) -> None:
         with self._lock:
@@ -134,20 +135,21 @@ class Supervisor:
 
     # --- the canary --------------------------------------------------------------------------------------------------
     def canary(self) -> Optional[str]:
-        """One canary inference; None when it succeeded, else the error."""
+        """One canary inference per served model; None when all succeeded, else the first error."""
         import tritonclient.grpc as grpcclient
 
         with self._lock:
             self.canaries += 1
+            models = dict(self.models)
         try:
             with grpcclient.InferenceServerClient(self.server.grpc_url) as client:
-                result = client.infer(contract.MODEL_NAME, canary_inputs(self.ldr_type), priority=1,
-                                      client_timeout=self.timeout)
-                hdr = result.as_numpy(contract.OUTPUT_HDR)
-            if hdr is None or hdr.shape != (1, contract.MIN_SIDE, contract.MIN_SIDE, contract.NUM_COLORS):
-                return f"canary answered a wrong HDR shape {None if hdr is None else hdr.shape}"
-            if not np.isfinite(hdr).all():
-                return "canary answered non-finite HDR values"
+                for model, ldr_type in models.items():
+                    result = client.infer(model, canary_inputs(ldr_type), priority=1, client_timeout=self.timeout)
+                    hdr = result.as_numpy(contract.OUTPUT_HDR)
+                    if hdr is None or hdr.shape != (1, contract.MIN_SIDE, contract.MIN_SIDE, contract.NUM_COLORS):
+                        return f"{model}: canary answered a wrong HDR shape {None if hdr is None else hdr.shape}"
+                    if not np.isfinite(hdr).all():
+                        return f"{model}: canary answered non-finite HDR values"
             return None
         except Exception as exc:  # any failure of the canary is a reason not to be ready
             return f"canary inference failed: {str(exc).strip()[:300]}"
@@ -218,7 +220,7 @@ class Supervisor:
         problem = None
         if process is None or process.poll() is not None:
             problem = f"tritonserver exited ({None if process is None else process.returncode})"
-        elif not stub_pids(process.pid):
+        elif len(stub_pids(process.pid)) < len(self.models):
             problem = "the python backend stub of the model is not running"
         if problem is None:
             fds = self._watched()

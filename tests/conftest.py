@@ -52,11 +52,12 @@ def graphs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def triton_cpu(graphs, tmp_path_factory):
-    """A real tritonserver (CPU repository, the session's random-weight pipeline ONNX) on free loopback ports."""
+    """A real tritonserver (CPU repository, the session's random-weight pipeline ONNX as `adnet` and its 16-bit twin
+    as `adnet_16bit`, as `make serve` stages them) on free loopback ports."""
     from model_repository.server import TritonServer, free_port, stage_cpu_repository
 
     stage = tmp_path_factory.mktemp("triton")
-    repo = stage_cpu_repository(graphs.path("pipeline"), stage)
+    repo = stage_cpu_repository(graphs.path("pipeline"), stage, graphs.path("pipeline_ldr16"))
     server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)
     server.start()
     yield server

@@ -125,13 +125,32 @@ def test_system_shared_memory_equals_plain_grpc(url):
     assert not [r for r in regions if r.startswith(f"adnet_{os.getpid()}_")] and not _our_segments()
 
 
-def test_16_bit_frames_to_a_uint8_model_are_rounded_with_a_warning(url):
+def test_16_bit_frames_go_to_the_16_bit_twin_at_full_precision_without_a_warning(url, graphs):
+    import onnxruntime as ort
+
     seed = fresh_seed()
     scene8 = make_scene(20, 28, name="eight", seed=seed)
     noise = np.random.default_rng(seed).integers(-128, 129, scene8.ldrs.shape)  # |noise| < 257/2: rounds back
     u16 = np.clip(scene8.ldrs.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
     scene16 = Scene("sixteen", u16, scene8.evs, 16)
     with HDRClient(url) as hdr_client:
+        assert hdr_client.model_for(scene16).name == contract.MODEL_NAME_16BIT
+        assert hdr_client.model_for(scene8).name == contract.MODEL_NAME  # 8-bit sources keep the UINT8 wire
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no rounding warning, nor any other
+            got16, got8 = hdr_client.infer(scene16), hdr_client.infer(scene8)
+    session = ort.InferenceSession(str(graphs.path("pipeline_ldr16")), providers=["CPUExecutionProvider"])
+    assert_close(got16, run_ort(session, (u16.astype(np.float32) / 65535).astype(np.float16), scene16.evs))
+    assert not np.array_equal(got16, got8)  # the 16 bits reached the network: the 8-bit-rounded copy differs
+
+
+def test_16_bit_frames_to_a_uint8_model_are_rounded_with_a_warning(url):
+    seed = fresh_seed()
+    scene8 = make_scene(20, 28, name="eight", seed=seed)
+    noise = np.random.default_rng(seed).integers(-128, 129, scene8.ldrs.shape)  # |noise| < 257/2: rounds back
+    u16 = np.clip(scene8.ldrs.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
+    scene16 = Scene("sixteen", u16, scene8.evs, 16)
+    with HDRClient(url, model_16bit=None) as hdr_client:  # as against a server without the 16-bit twin
         with pytest.warns(PrecisionWarning, match="16-bit frames rounded to 8 bits"):
             got16 = hdr_client.infer(scene16)
         assert np.array_equal(got16, hdr_client.infer(scene8))

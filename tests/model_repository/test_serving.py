@@ -141,3 +141,23 @@ def test_docker_command_for_gpu_hosts():
     assert "nvcr.io/nvidia/tritonserver:" in cmd and "--gpus all" in cmd
     assert "--backend-config=tensorrt,plugins=/plugins/libadnet_plugins.so" in cmd
     assert f"{ADMIN_HEADER}=t" in cmd
+
+
+def test_the_16_bit_twin_is_staged_served_and_canaried_beside_adnet(triton_cpu, graphs, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from model_repository.server import ServerError, served_models
+
+    repo = triton_cpu.repository
+    assert served_models(repo) == {contract.MODEL_NAME: "TYPE_UINT8", contract.MODEL_NAME_16BIT: "TYPE_FP16"}
+    staged = text_format.Parse((repo / contract.MODEL_NAME_16BIT / "config.pbtxt").read_text(), mc.ModelConfig())
+    source = text_format.Parse((repo / contract.MODEL_NAME / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert staged.name == contract.MODEL_NAME_16BIT and staged.input[0].data_type == mc.TYPE_FP16
+    staged.name, staged.input[0].data_type = source.name, source.input[0].data_type
+    assert staged == source  # the same model config but for the name and the LDR type
+    with grpcclient.InferenceServerClient(triton_cpu.grpc_url) as client:
+        assert client.is_model_ready(contract.MODEL_NAME) and client.is_model_ready(contract.MODEL_NAME_16BIT)
+    assert triton_cpu.status()["models"] == [contract.MODEL_NAME, contract.MODEL_NAME_16BIT]  # both canaried
+    with pytest.raises(ServerError, match="--ldr-dtype float16"):  # a UINT8 export cannot be the 16-bit twin
+        stage_cpu_repository(graphs.path("pipeline"), tmp_path, graphs.path("pipeline"))
