@@ -134,3 +134,17 @@ def busy_warning(info: dict) -> Optional[str]:
         return (f"the machine was busy with other work (1-min load average up to {max(loads):.1f} on {cores} "
                 f"cores): CPU timings are inflated and noisy; re-run on an idle machine for reference numbers")
     return None
+
+
+def process_memory_mib(pid: int) -> dict[str, float]:
+    """{"VmRSS": resident now, "VmHWM": peak resident} of process `pid` in MiB, from /proc/PID/status; {} when the
+    process is gone."""
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return fields

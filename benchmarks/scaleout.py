@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import random
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -30,36 +28,14 @@ from benchmarks.inputs import format_size, parse_size
 from client.infer import HDRClient
 from client.synthetic import make_scene
 from deploy.balancer.haproxy import HaproxyBalancer
+from model_repository.instance import free_port_block
 from model_repository.replicas import ReplicaSet
+from model_repository.server import free_port
 
 __all__ = ["run", "main", "FIELDS"]
 
 FIELDS = ["replicas", "concurrency", "size", "requests", "failed", "seconds", "throughput_per_s", "p50_ms", "p95_ms",
           "per_replica", "cpu_cores", "check"]
-
-
-def _free_port_block(count: int) -> int:
-    for _ in range(200):
-        first = random.randrange(20000, 60000 - count)
-        socks = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _measure(url: str, scenes: list, concurrency: int, requests: int) -> dict:
@@ -81,10 +57,10 @@ def run(onnx: Path, replicas: int, concurrencies: tuple[int, ...], size: tuple[i
         work: Path, log=print) -> list[dict]:
     scenes = [make_scene(*size, name=f"s{i}", seed=9000 + i) for i in range(4)]
     rows = []
-    with ReplicaSet(onnx, replicas, first_port=_free_port_block(4 * replicas), listen_port=_free_port(),
+    with ReplicaSet(onnx, replicas, first_port=free_port_block(4 * replicas), listen_port=free_port(),
                     stage=work / "replicas") as fleet:
         for n in range(1, replicas + 1):
-            with HaproxyBalancer(fleet.replicas[:n], listen_port=_free_port(), stage=work / f"haproxy{n}",
+            with HaproxyBalancer(fleet.replicas[:n], listen_port=free_port(), stage=work / f"haproxy{n}",
                                  check=fleet.check) as balancer:
                 balancer.wait_until_up(60)
                 for concurrency in concurrencies:

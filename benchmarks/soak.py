@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from benchmarks import machine
 from client import contract
 
 FLAT_RATIO, FLAT_MIB = 0.10, 64.0
@@ -29,13 +30,7 @@ WARMUP_FRACTION = 0.2
 
 
 def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return machine.process_memory_mib(pid).get("VmRSS", 0.0)
 
 
 def server_memory(server) -> tuple[float, float]:

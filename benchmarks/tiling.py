@@ -30,6 +30,8 @@ from typing import Optional
 
 import numpy as np
 
+from benchmarks import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_SIZES = (((600, 800), "server"),)
 FULL_SIZES = (((600, 800), "server"), ((1060, 1900), "server"), ((600, 800), "client"), ((1060, 1900), "client"),
@@ -51,16 +53,6 @@ def _sized_path(text: str):
     if path not in ("server", "client"):
         raise argparse.ArgumentTypeError(f"expected HxW:server or HxW:client, got {text!r}")
     return _size(size), path
-
-
-def _status(pid: int) -> dict:
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields
 
 
 def _reset_peak(pid: int) -> None:
@@ -166,7 +158,7 @@ def memory(onnx: Path, sizes, work: Path, log=print) -> list[dict]:
                 del ldrs
                 time.sleep(1.0)  # let the stub finish trimming
                 for name, pid in pids.items():
-                    status = _status(pid)
+                    status = machine.process_memory_mib(pid)
                     row[f"{name}_peak_mib"], row[f"{name}_after_mib"] = status["VmHWM"], status["VmRSS"]
                 row["total_after_mib"] = row["stub_after_mib"] + row["server_after_mib"]
                 log(f"  {row['size']} ({row['mpixel']:.2f} MP, {path} tiles: {row['tiles']}): "
@@ -248,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.onnx.is_file():
         print(f"error: {args.onnx} not found: run `make onnx` first", file=sys.stderr)
         return 1
-    from benchmarks import machine, report
+    from benchmarks import report
 
     info = machine.describe()
     stem = report.stem(info, args.quick, args.label) + "_tiling"

@@ -63,6 +63,21 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
                 raise PortBusy(f"cannot bind the {name} port {port} on {host}: {exc.strerror}") from None
 
 
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """A first port such that first .. first + count - 1 are all free on `host` right now (local replicas take
+    blocks of consecutive ports: deploy.balancer.haproxy.local_replicas)."""
+    import random
+
+    for _ in range(200):
+        first = random.randrange(20000, 60000 - count)
+        try:
+            check_ports_free(host, {f"port {port}": port for port in range(first, first + count)})
+            return first
+        except PortBusy:
+            continue
+    raise PortBusy(f"no {count} consecutive free ports on {host}")
+
+
 # --- the admin token file -------------------------------------------------------------------------------------------
 
 def write_token_file(grpc_port: int, token: str) -> Path:

@@ -6,7 +6,6 @@ replica's request counts (its own Prometheus metrics) are printed."""
 from __future__ import annotations
 
 import inspect
-import random
 import secrets
 import shutil
 import socket
@@ -18,6 +17,7 @@ import pytest
 
 import client.__main__ as cli
 from client.synthetic import make_scene, write_ntire_scene
+from model_repository.instance import free_port_block
 from model_repository.replicas import ReplicaSet
 from model_repository.server import TritonServer, free_port
 
@@ -26,25 +26,6 @@ pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/u
 
 SCENES, CONCURRENCY, SIZE = 24, 6, (32, 48)
 KILL_AFTER = 6  # answered requests (all replicas) before replica1 is killed
-
-
-def free_port_block(count: int) -> int:
-    """A first port such that first..first+count-1 are all free on 127.0.0.1 right now."""
-    for _ in range(200):
-        first = random.randrange(20000, 60000 - count)
-        socks = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 @pytest.fixture

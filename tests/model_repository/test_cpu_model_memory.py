@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from benchmarks import machine
 from client import contract, tiling
 from model_repository.server import TritonServer, free_port, stage_cpu_repository
 from tests.reference import rel_l2
@@ -49,13 +50,7 @@ def stub_memory_mib(server) -> dict:
     pids = subprocess.run(["pgrep", "-g", str(server.process.pid), "-f", "triton_python_backend_stub"],
                           capture_output=True, text=True).stdout.split()
     assert len(pids) == 1, f"expected one stub process, found {pids}"
-    fields = {}
-    with open(f"/proc/{pids[0]}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields
+    return machine.process_memory_mib(int(pids[0]))
 
 
 @pytest.fixture(scope="module")
