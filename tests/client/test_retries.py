@@ -125,9 +125,10 @@ def test_a_timeout_shorter_than_the_compute_gives_one_request_not_one_per_retry(
     sentinel(url)
     got = delta(before, requests_metrics(quiet))
     print("server requests (slow + sentinel):", got)
-    # Exactly one slow request reached the server (answered or dropped), plus the sentinel; the old client, which
-    # retried DEADLINE_EXCEEDED, sent 6 of which 4 reached Triton's queue (3 computed, 1 dropped).
-    assert sum(got.values()) == 2, got
+    # At most one slow request reached the server (answered or dropped; one that timed out in Triton's queue is
+    # counted in no 2.51 metric), plus the sentinel; the old client, which retried DEADLINE_EXCEEDED, sent 6 of
+    # which 4 reached Triton's queue (3 computed, 1 dropped).
+    assert got["success"] >= 1 and sum(got.values()) <= 2, got
 
 
 def test_requests_abandoned_in_the_queue_are_cancelled_on_the_wire(quiet, slow_seconds):

@@ -24,12 +24,16 @@ FRAME = (160, 200)
 STUB_RSS_AFTER_MIB = 300
 
 
-def _config_with(config: str, key: str, value: int) -> str:
-    import re
+def _config_with(config: str, **values: int) -> str:
+    """The staged config.pbtxt with these parameters set (through Triton's model_config protobuf)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
 
-    pattern = re.compile(r'(key: "%s", value: \{ string_value: ")\d+(")' % key)
-    assert pattern.search(config), f"config.pbtxt has no parameter {key}"
-    return pattern.sub(lambda m: f"{m.group(1)}{value}{m.group(2)}", config)
+    parsed = text_format.Parse(config, mc.ModelConfig())
+    for key, value in values.items():
+        assert key in parsed.parameters, f"config.pbtxt has no parameter {key}"
+        parsed.parameters[key].string_value = str(value)
+    return text_format.MessageToString(parsed)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +41,7 @@ def tiled_server(graphs, tmp_path_factory):
     stage = tmp_path_factory.mktemp("triton_tiles")
     repo = stage_cpu_repository(graphs.path("pipeline"), stage)
     config = repo / contract.MODEL_NAME / "config.pbtxt"
-    text = _config_with(config.read_text(), "tile_max_pixels", TILE_MAX_PIXELS)
-    config.write_text(_config_with(text, "tile_overlap", TILE_OVERLAP))
+    config.write_text(_config_with(config.read_text(), tile_max_pixels=TILE_MAX_PIXELS, tile_overlap=TILE_OVERLAP))
     server = TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), stage=stage)
     server.start()
     yield server
