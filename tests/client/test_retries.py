@@ -155,7 +155,8 @@ def test_requests_abandoned_in_the_queue_are_cancelled_on_the_wire(quiet, slow_s
     print("server counts (q0, q1..q4 abandoned, sentinel):", got, reasons)
     # The old client never cancelled: all 6 computed, none CANCELED.
     assert reasons["CANCELED"] >= 1 and got["executions"] <= 5, (got, reasons)
-    assert reasons["success"] + reasons["CANCELED"] == 6, reasons
+    # q0 and the sentinel succeed; an abandoned scene whose request was cancelled before it was sent counts nowhere.
+    assert reasons["success"] >= 2 and reasons["success"] + reasons["CANCELED"] <= 6, reasons
 
 
 def test_unavailable_is_retried_within_the_deadline_until_the_server_is_back(graphs, tmp_path):
