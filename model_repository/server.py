@@ -133,7 +133,8 @@ def stage_cpu_repository(onnx_path: str | Path, stage: str | Path, onnx_16bit: O
     for path in models.values():
         if not path.is_file():
             raise ServerError(f"{path} not found: export the pipeline first with `make onnx`")
-    if onnx_16bit is not None and _ldr_type_of(Path(onnx_16bit)) != "TYPE_FP16":
+    ldr_types = {name: _ldr_type_of(path) for name, path in models.items()}  # each graph read once
+    if ldr_types.get(contract.MODEL_NAME_16BIT, "TYPE_FP16") != "TYPE_FP16":
         raise ServerError(f"{onnx_16bit} takes UINT8 frames: the 16-bit model needs an export with --ldr-dtype "
                           f"float16 (`make onnx` writes build/adnet_16bit.onnx)")
     repo = stage / "repository"
@@ -142,7 +143,7 @@ def stage_cpu_repository(onnx_path: str | Path, stage: str | Path, onnx_16bit: O
     for name, path in models.items():
         version = repo / name / "1"
         version.mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(_staged_config(name, _ldr_type_of(path)))
+        (repo / name / "config.pbtxt").write_text(_staged_config(name, ldr_types[name]))
         (version / "model.py").symlink_to(SOURCE_CPU / "1" / "model.py")
         shutil.copyfile(path, version / "adnet.onnx")
     return repo
@@ -318,6 +319,7 @@ class TritonServer:
                                                 start_new_session=True, preexec_fn=instance.die_with_parent())
             process = self.process
         deadline = time.monotonic() + timeout
+        models = list(served_models(self.repository))  # the staged configs, read once, not on every poll
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
             while time.monotonic() < deadline:
@@ -326,7 +328,7 @@ class TritonServer:
                     self._kill_process()
                     return f"tritonserver exited with code {code} while starting:\n{self.log_tail()}"
                 try:
-                    if client.is_server_ready() and all(client.is_model_ready(m) for m in served_models(self.repository)):
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
                         return None
                 except Exception:  # not listening yet
                     pass
