@@ -7,6 +7,10 @@ PYTHON_SYS ?= python3
 #> VENV         the virtual environment `make setup` creates and every target uses (default .venv)
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
+# The venv's Python when it actually starts, else empty. A repository mounted into a container keeps the host's
+# .venv, whose python is a symlink to an interpreter the container lacks: $(wildcard) still matches that dangling
+# link, so the defaults below ask the interpreter to run instead (deferred: evaluated only where a default is used).
+PY_IF_RUNS = $(shell test -x $(PY) && $(PY) -c '' 2>/dev/null && echo $(PY))
 STAMP      := $(VENV)/.requirements.stamp
 # TensorRT-RTX's ONNX parser dlopens libtensorrt_rtx.so (unversioned; the wheel ships only .so.1) and aborts the
 # process without it: setup links it here, and Python must start with this folder on LD_LIBRARY_PATH.
@@ -142,7 +146,7 @@ ifneq ($(and $(MULTI_REPLICA),$(if $(GPU),,1)),)
 	$(PY) -m model_repository.replicas --onnx $(BUILD)/adnet.onnx --replicas $(REPLICAS) \
 		--first-port $(REPLICA_PORT) --host $(HOST) --grpc-port $(GRPC_PORT)
 else
-	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu)
+	$(PY) -m model_repository.server $(SERVE_ARGS) --onnx $(BUILD)/adnet.onnx $(if $(GPU),--gpu --preflight-done)
 endif
 
 demo: $(STAMP) $(ONNX_FP32) $(ONNX_16BIT) ## CPU demo: export, start Triton, run the client on client/samples -> out/, stop

@@ -9,7 +9,7 @@
 # GPU_CHECK_ARGS (e.g. "--phases env,build,correctness").
 
 #> GPU_PY       Python of gpu-check: one with a CUDA build of torch (default the venv, else python3)
-GPU_PY        ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_PY        ?= $(or $(PY_IF_RUNS),python3)
 #> GPU_CHECK_OUT gpu-check results folder (default benchmarks/results; build/gpucheck when no GPU phase ran)
 GPU_CHECK_OUT ?=
 #> GPU_CHECK_ARGS e.g. "--phases env,build,correctness"

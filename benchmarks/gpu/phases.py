@@ -150,8 +150,9 @@ def build_kernels(timeout: float = 600.0) -> tuple[Path, str]:
 
     nvcc, make, library = nvcc_path(), shutil.which("make"), cuda.KERNELS_LIBRARY
     if nvcc and make:
-        # PYTHON_SYS: the contract header is generated with this interpreter (a bare box may have no venv).
-        cmd = [make, "--no-print-directory", "kernels", f"NVCC={nvcc}", f"PYTHON_SYS={sys.executable}"]
+        # DCN_PY: the contract header is generated with this interpreter (a bare box may have no venv, or a venv
+        # mounted from another machine whose python does not start here).
+        cmd = [make, "--no-print-directory", "kernels", f"NVCC={nvcc}", f"DCN_PY={sys.executable}"]
         code, text = _run(cmd, timeout=timeout)
         if code != 0:
             raise RuntimeError(f"`{' '.join(cmd)}` failed: " + " | ".join(text.splitlines()[-5:]))

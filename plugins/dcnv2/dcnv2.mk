@@ -6,7 +6,7 @@ DCN_DIR   := plugins/dcnv2
 GEN_INC   := $(BUILD)/include
 CONTRACT_H := $(GEN_INC)/dcnv2_contract.h
 #> DCN_PY       Python of the plugin build helpers (default the venv, else PYTHON_SYS)
-DCN_PY    ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON_SYS))
+DCN_PY    ?= $(or $(PY_IF_RUNS),$(PYTHON_SYS))
 
 $(CONTRACT_H): $(DCN_DIR)/contract.py
 	$(DCN_PY) -m plugins.dcnv2.contract --header $@
@@ -28,6 +28,11 @@ DCN_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code
 # DCN_WERROR=1: warnings are errors (the kernel compile test sets it).
 #> DCN_WERROR   DCN_WERROR=1: compiler warnings are errors
 DCN_WERROR ?=
+# nvcc compiles the host side with this compiler (named explicitly, so the objects' toolchain key below holds the
+# compiler nvcc really uses; nvcc's own default is whatever gcc is first on PATH).
+#> DCN_CCBIN    host compiler of nvcc (default the first word of CXX)
+DCN_CCBIN ?= $(firstword $(CXX))
+NVCC_HOST := -ccbin $(DCN_CCBIN)
 #> DCN_NVCCFLAGS nvcc flags of the kernels
 DCN_NVCCFLAGS ?= -O3 -std=c++17 --threads 0 -Xcompiler -fPIC,-Wall,-Wextra \
                  $(if $(DCN_WERROR),-Werror all-warnings -Xcompiler -Werror) -I$(GEN_INC) -I$(DCN_DIR)
@@ -50,7 +55,8 @@ DCN_SANITIZE = $(shell printf 'int main(){}' | $(CXX) -fsanitize=address,undefin
 # toolchain (the host's nvcc) are never linked by another (the container's `make plugin`). The libraries are relinked
 # whenever the key differs from the one they were built with (toolchain.id, rewritten only when it changes).
 DCN_TOOLCHAIN := $(shell { $(NVCC) --version 2>/dev/null || echo no-nvcc; \
-                   echo '$(DCN_NVCCFLAGS) | $(DCN_GENCODE)'; } | cksum | cut -d' ' -f1)
+                   $(DCN_CCBIN) --version 2>/dev/null | head -n1 || echo no-host-compiler; \
+                   echo '$(DCN_NVCCFLAGS) | $(DCN_GENCODE) | $(DCN_CCBIN)'; } | cksum | cut -d' ' -f1)
 DCN_OBJ   := $(BUILD)/dcnv2/nvcc-$(DCN_TOOLCHAIN)
 DCN_TOOLCHAIN_ID := $(BUILD)/dcnv2/toolchain.id
 KERNELS_LIB := $(BUILD)/libadnet_dcn_kernels.so
@@ -71,15 +77,15 @@ kernel-objects: $(DCN_KERNEL_OBJS)
 
 $(DCN_OBJ)/dcnv2_kernel.o: $(DCN_KERNEL_SRC)
 	@mkdir -p $(@D)
-	$(NVCC) $(DCN_NVCCFLAGS) $(DCN_GENCODE) -c $< -o $@
+	$(NVCC) $(NVCC_HOST) $(DCN_NVCCFLAGS) $(DCN_GENCODE) -c $< -o $@
 
 $(DCN_OBJ)/dcnv2_core.o: $(DCN_CORE_SRC)
 	@mkdir -p $(@D)
-	$(NVCC) $(DCN_NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCC_HOST) $(DCN_NVCCFLAGS) -c $< -o $@
 
 # cudart is linked statically (nvcc's default): the library needs only the driver at run time.
 $(KERNELS_LIB): $(DCN_KERNEL_OBJS) $(DCN_TOOLCHAIN_ID)
-	$(NVCC) -shared $(DCN_GENCODE) $(DCN_KERNEL_OBJS) -o $@
+	$(NVCC) $(NVCC_HOST) -shared $(DCN_GENCODE) $(DCN_KERNEL_OBJS) -o $@
 
 check-cxx:
 	@command -v $(firstword $(CXX)) >/dev/null || { echo "cannot build the AdnetDCNv2 CPU twin: C++ compiler" \
@@ -139,7 +145,7 @@ DCN_REPORT := $(BUILD)/kernel-report
 
 $(DCN_OBJ)/dcnv2_kernel_probe.o: $(DCN_DIR)/dcnv2_kernel_probe.cu $(DCN_KERNEL_SRC)
 	@mkdir -p $(@D)
-	$(NVCC) $(DCN_NVCCFLAGS) $(DCN_REPORT_GENCODE) -c $< -o $@
+	$(NVCC) $(NVCC_HOST) $(DCN_NVCCFLAGS) $(DCN_REPORT_GENCODE) -c $< -o $@
 
 check-report-tools:
 	@if [ -z "$(CUOBJDUMP)" ] || [ -z "$(NVDISASM)" ]; then \

@@ -51,7 +51,7 @@ $(DCN_PLUGIN_OBJ): $(DCN_DIR)/dcnv2_plugin.cpp $(DCN_DIR)/plugin_base.h $(DCN_DI
 # Linked by nvcc like the kernels library (cudart static: only the driver is needed at run time).
 # --no-undefined: a symbol missing from the core/kernel objects fails here, not at dlopen inside TensorRT.
 $(DCN_PLUGIN_SO): $(DCN_PLUGIN_OBJ) $(DCN_KERNEL_OBJS) $(DCN_PLUGIN_ID) | check-tensorrt
-	$(NVCC) -shared $(DCN_GENCODE) $(DCN_PLUGIN_OBJ) $(DCN_KERNEL_OBJS) -o $@ -L$(TRT_LIB) $(PLUGIN_LDLIBS) \
+	$(NVCC) $(NVCC_HOST) -shared $(DCN_GENCODE) $(DCN_PLUGIN_OBJ) $(DCN_KERNEL_OBJS) -o $@ -L$(TRT_LIB) $(PLUGIN_LDLIBS) \
 	  -Xlinker --no-undefined
 	@echo "plugin: $@ (TensorRT from $(TRT_INCLUDE), $(TRT_LIB))"
 

@@ -8,7 +8,10 @@ test_dcnv2_plugin_library.py.
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
+
+import pytest
 
 from plugins.dcnv2 import build
 
@@ -66,9 +69,9 @@ def test_objects_are_keyed_by_nvcc_and_tensorrt(tmp_path):
     trt107 = fake_tensorrt(tmp_path / "trt10.7", "10.7.0")
     out = tmp_path / "build"
 
-    def make(nvcc, trt, target="plugin"):
+    def make(nvcc, trt, target="plugin", host=cxx):
         mark = lines(log)
-        build.make(target, BUILD=str(out), NVCC=str(nvcc), CXX=str(cxx), **trt)
+        build.make(target, BUILD=str(out), NVCC=str(nvcc), CXX=str(host), **trt)
         return sorted(compiles(log, mark))
 
     # The host builds the kernels with nvcc 13 ...
@@ -85,6 +88,31 @@ def test_objects_are_keyed_by_nvcc_and_tensorrt(tmp_path):
     assert make(nvcc12, trt105, "kernels") == ["nvcc12: libadnet_dcn_kernels.so"]
     assert make(nvcc13, trt105, "kernels") == ["nvcc13: libadnet_dcn_kernels.so"]
     assert make(nvcc12, trt105) == ["nvcc12: libadnet_plugins.so"]
+    # The same nvcc with another host compiler (nvcc -ccbin is CXX): the kernel objects are not reused either.
+    cxx13 = stand_in(tmp_path, "cxx13", "g++ (stand-in) 13.3.0", log)
+    assert make(nvcc13, trt105, "kernels", host=cxx13) == ["nvcc13: dcnv2_core.o", "nvcc13: dcnv2_kernel.o",
+                                                          "nvcc13: libadnet_dcn_kernels.so"]
+    assert f"-ccbin {cxx13}" in log.read_text().splitlines()[-1]
     folders = sorted(p.name for p in (out / "dcnv2").iterdir() if p.is_dir())
-    assert len([f for f in folders if f.startswith("nvcc-")]) == 2
+    assert len([f for f in folders if f.startswith("nvcc-")]) == 3
     assert len([f for f in folders if f.startswith("plugin-")]) == 2
+
+
+@pytest.mark.parametrize("venv_python", ["dangling", "broken"])
+def test_helpers_fall_back_when_the_venv_python_cannot_start(tmp_path, venv_python):
+    """A repository mounted into an NGC container keeps the host's .venv: its python is a symlink to an interpreter
+    the container lacks (make's $(wildcard) still matches a dangling link) or one that does not start. The contract
+    header is then generated with PYTHON_SYS, as the README's container commands (ENGINE_PY=python3) need."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    if venv_python == "dangling":
+        (venv_bin / "python").symlink_to(tmp_path / "python3.13-of-the-host")
+    else:
+        (venv_bin / "python").write_text("#!/bin/sh\nexit 127\n")
+        (venv_bin / "python").chmod(0o755)
+    out = tmp_path / "build"
+    header = out / "include" / "dcnv2_contract.h"
+    # PY as the Makefile derives it from VENV (build.make would otherwise pass this test's interpreter as PY).
+    build.make(str(header), VENV=str(tmp_path / "venv"), PY=str(venv_bin / "python"), BUILD=str(out),
+               PYTHON_SYS=sys.executable)
+    assert "kMaskBlocks" in header.read_text()
