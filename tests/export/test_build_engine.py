@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,37 @@ def test_stand_in_rejects_shapes_and_fields_the_contract_rejects(rtx, stand_in, 
         trt_python_plugin.parse_fields([t.PluginField("padding", np.array([1.0], np.float32),
                                                          t.PluginFieldType.FLOAT32)])
     assert trt_python_plugin.parse_fields([]) == contract.FIELD_DEFAULTS
+
+
+def test_parse_registers_tensorrts_own_plugins_before_the_parser(rtx, tmp_path):
+    """TensorRT 10's ONNX parser lowers DeformConv (the unsurgered graph of the built-in baseline, build_engine
+    --no-plugin) to ModulatedDeformConv2d from TensorRT's own plugin library, whose creators exist only after
+    init_libnvinfer_plugins: parse_onnx must call it before it creates the parser."""
+    calls = []
+
+    class Recording(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(rtx.module, name)
+
+    module = Recording(rtx.module.__name__)
+
+    def init_libnvinfer_plugins(logger, namespace):
+        calls.append(("init_libnvinfer_plugins", namespace))
+        return rtx.module.init_libnvinfer_plugins(logger, namespace)
+
+    def parser(network, logger):
+        calls.append(("OnnxParser",))
+        return rtx.module.OnnxParser(network, logger)
+
+    module.init_libnvinfer_plugins, module.OnnxParser = init_libnvinfer_plugins, parser
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+    net = be.parse_onnx(trt_compat.TensorRT(module, rtx.backend), path, strongly_typed=True)
+    assert calls == [("init_libnvinfer_plugins", ""), ("OnnxParser",)]
+    assert net.description["outputs"][0]["shape"] == [1, 3, 4, 4]
 
 
 def test_missing_onnx_file_names_make_onnx(rtx, tmp_path):
