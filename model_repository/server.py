@@ -502,7 +502,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--canary-interval", type=float, default=2.0, help="seconds between canary inferences")
     parser.add_argument("--canary-timeout", type=float, default=CANARY_TIMEOUT_S,
                         help="seconds a canary may wait behind running work; longer: not ready, twice: reload")
-    parser.add_argument("--gpu", action="store_true", help="print (and run, with docker and a GPU) the NGC command")
+    parser.add_argument("--gpu", action="store_true", help="print (and run, with docker and a GPU) the NGC command; "
+                        "before it runs, the plugin pre-flight (python -m export.plugin_preflight --docker)")
+    parser.add_argument("--preflight-done", action="store_true", help=argparse.SUPPRESS)  # make serve GPU=1 ran it
     parser.add_argument("--check", action="store_true", help="start, wait until ready, stop (a smoke test)")
     args = parser.parse_args(argv)
     try:
@@ -514,7 +516,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         cmd = docker_command(ports=(args.http_port, args.grpc_port, args.metrics_port),
                              admin_token=token or secrets.token_urlsafe(24))
         print(cmd)
-        if shutil.which("docker") and shutil.which("nvidia-smi") and Path("model_repository/gpu/adnet/1/model.plan").is_file():
+        from export.engine_files import DEFAULT_PLAN  # only here: the CPU server needs nothing of export/
+        from export.trt_process import DEFAULT_PLUGIN_LIBRARY
+
+        if shutil.which("docker") and shutil.which("nvidia-smi") and DEFAULT_PLAN.is_file():
+            # Triton's tensorrt backend only logs a plugin that fails to load, and the model fails later with "could
+            # not find plugin": check plugin, plan and TensorRT versions first, and do not start when they fail.
+            if not args.preflight_done:
+                from export import plugin_preflight
+
+                if plugin_preflight.main(["--plan", str(DEFAULT_PLAN), "--plugin", str(DEFAULT_PLUGIN_LIBRARY),
+                                          "--docker"]) != 0:
+                    print("error: not started: fix what the plugin pre-flight says above", file=sys.stderr)
+                    return 1
             return subprocess.call(cmd, shell=True)
         print("(not run: needs docker, an NVIDIA GPU, the plan from `make engine` and the plugin from `make plugin`)",
               file=sys.stderr)

@@ -49,3 +49,16 @@ def test_bad_parameters_are_refused_naming_the_fix(tmp_path):
     assert not (tmp_path / "b" / "params.mk").exists()  # a refused value is not remembered
     missing = make("onnx", build, f"CKPT={tmp_path / 'nope.pth'}")
     assert missing.returncode != 0 and "CKPT= for random weights" in missing.stderr
+
+
+def test_gpu_serve_runs_the_plugin_preflight_first(tmp_path):
+    """Triton only logs a plugin that fails to load: `make serve GPU=1` checks plugin, plan and TensorRT versions
+    (gpu-serve-preflight) before the server command, which is then told not to check again."""
+    result = make("-n", "serve", "GPU=1", f"BUILD={tmp_path / 'b'}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    preflight = next(i for i, l in enumerate(lines) if "-m export.plugin_preflight" in l)
+    serve = next(i for i, l in enumerate(lines) if "-m model_repository.server" in l)
+    assert preflight < serve and "--docker" in lines[preflight]
+    assert lines[serve].endswith("--gpu --preflight-done")
+    assert not any("export.to_onnx" in l for l in lines)  # the GPU server needs no CPU export

@@ -143,6 +143,30 @@ def test_docker_command_for_gpu_hosts():
     assert f"{ADMIN_HEADER}=t" in cmd
 
 
+def test_gpu_server_command_runs_the_plugin_preflight_before_docker(tmp_path, monkeypatch, capsys):
+    """`python -m model_repository.server --gpu` on a docker + GPU host: the plugin pre-flight runs first and a failed
+    one stops the start (Triton itself would only log the plugin and fail the model later)."""
+    from export import plugin_preflight
+    from model_repository import server
+
+    monkeypatch.chdir(tmp_path)
+    plan = tmp_path / "model_repository" / "gpu" / contract.MODEL_NAME / "1" / "model.plan"
+    plan.parent.mkdir(parents=True)
+    plan.write_bytes(b"plan")
+    monkeypatch.setattr(server.shutil, "which", lambda name: f"/usr/bin/{name}")
+    ran, checked, verdict = [], [], {"rc": 1}
+    monkeypatch.setattr(server.subprocess, "call", lambda cmd, shell=False: ran.append(cmd) or 0)
+    monkeypatch.setattr(plugin_preflight, "main", lambda argv: checked.append(argv) or verdict["rc"])
+    assert server.main(["--gpu"]) == 1
+    assert ran == [] and "not started: fix what the plugin pre-flight says" in capsys.readouterr().err
+    assert checked == [["--plan", "model_repository/gpu/adnet/1/model.plan", "--plugin", "build/libadnet_plugins.so",
+                        "--docker"]]
+    verdict["rc"] = 0
+    assert server.main(["--gpu"]) == 0 and len(ran) == 1 and "nvcr.io/nvidia/tritonserver:" in ran[0]
+    assert server.main(["--gpu", "--preflight-done"]) == 0  # make serve GPU=1 ran gpu-serve-preflight already
+    assert len(checked) == 2 and len(ran) == 2
+
+
 def test_the_16_bit_twin_is_staged_served_and_canaried_beside_adnet(triton_cpu, graphs, tmp_path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
