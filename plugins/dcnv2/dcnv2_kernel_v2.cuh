@@ -236,23 +236,24 @@ __device__ __forceinline__ void gatherSegment(Args const& a, PixelState const& s
         DcnTap const tap = dcnBilinearTap(static_cast<float>(s.baseY + tapY) + dy,
                                           static_cast<float>(s.baseX + tapX) + dx, a.h, a.w, dcnSigmoid(logit));
         if (tap.valid != 0u) {  // the twin's dcnModulatedSample returns 0 for a sample outside the image
-            // Corner offsets in 32 bits from one 64-bit base: top-left, + one pixel (C), + one row (W*C). Unsigned:
-            // a corner that is read lies inside the image (offset >= 0), and a zero-extended offset costs one
-            // instruction per address, a sign-extended one three.
-            __half const* const base = s.image + seg.channel;
-            uint32_t const top = static_cast<uint32_t>(tap.index) * static_cast<uint32_t>(a.c);
+            // Corner offsets from the image base in 32 bits, the segment's channel included: top-left, + one pixel
+            // (C), + one row (W*C). Unsigned and wrapping: the top-left offset may be "negative" when that corner is
+            // outside (it is not read), and the corners that are read lie inside the image (offset in [0, 2^31)), so
+            // each address is one zero-extending multiply-add from the 64-bit image base.
+            uint32_t const top = static_cast<uint32_t>(tap.index) * static_cast<uint32_t>(a.c)
+                                 + static_cast<uint32_t>(seg.channel);
             uint32_t const bottom = top + static_cast<uint32_t>(a.wc);
             uint4 const zero = make_uint4(0u, 0u, 0u, 0u);
-            uint4 const v00 = (tap.valid & 1u) ? load128(base + top) : zero;
-            uint4 const v01 = (tap.valid & 2u) ? load128(base + (top + static_cast<uint32_t>(a.c))) : zero;
-            uint4 const v10 = (tap.valid & 4u) ? load128(base + bottom) : zero;
-            uint4 const v11 = (tap.valid & 8u) ? load128(base + (bottom + static_cast<uint32_t>(a.c))) : zero;
+            uint4 const v00 = (tap.valid & 1u) ? load128(s.image + top) : zero;
+            uint4 const v01 = (tap.valid & 2u) ? load128(s.image + (top + static_cast<uint32_t>(a.c))) : zero;
+            uint4 const v10 = (tap.valid & 4u) ? load128(s.image + bottom) : zero;
+            uint4 const v11 = (tap.valid & 8u) ? load128(s.image + (bottom + static_cast<uint32_t>(a.c))) : zero;
             float v[Config::kVector];
 #pragma unroll
             for (int e = 0; e < Config::kVector; ++e) {
                 // dcnModulatedSample's expression, term by term (bit-identical to the twin on the host)
-                v[e] = tap.mask * (((tap.w00 * lane(v00, e) + tap.w01 * lane(v01, e)) + tap.w10 * lane(v10, e))
-                                   + tap.w11 * lane(v11, e));
+                v[e] = ((tap.w00 * lane(v00, e) + tap.w01 * lane(v01, e)) + tap.w10 * lane(v10, e))
+                       + tap.w11 * lane(v11, e);
             }
             out = make_uint4(packHalves(v[0], v[1]), packHalves(v[2], v[3]), packHalves(v[4], v[5]),
                              packHalves(v[6], v[7]));

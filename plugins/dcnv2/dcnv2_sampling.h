@@ -2,7 +2,8 @@
 // compute positions, bilinear weights, validity and the mask the same way (docs/design.md §2):
 //   y = oh*stride - padding + i*dilation + dy,   x = ow*stride - padding + j*dilation + dx   (float32, always)
 //   a sample counts when -1 < y < H and -1 < x < W; each of its 4 corners outside the image contributes zero;
-//   sampled = sigmoid(mask_logit) * bilinear(x[c], y, x).
+//   sampled = sigmoid(mask_logit) * bilinear(x[c], y, x), computed as sum_corner (mask * w_corner) * value: the mask
+//   is folded into the four corner weights once per sampling position, not applied once per channel.
 // Positions are float32 even for FP16 tensors (offsets are converted to float first): FP16 has a spacing of 1
 // between 1024 and 2048 and would lose every fraction at ADNet's 1900-pixel rows.
 #pragma once
@@ -21,8 +22,21 @@
 namespace adnet {
 namespace dcn {
 
-// The mask is a logit in the node's input; the op applies the sigmoid (fused). Full-precision expf on both sides.
-ADNET_DCN_HD inline float dcnSigmoid(float logit) { return 1.f / (1.f + expf(-logit)); }
+// The mask is a logit in the node's input; the op applies the sigmoid (fused). expf at full precision on both sides
+// (CUDA's expf is within 2 ulp, so GPU and twin already differ by an ulp now and then). The division: IEEE on the host
+// (the twin, and the kernels' sources run as host code by the emulation test); on the device the hardware reciprocal
+// (__fdividef: within 2 ulp for these operands, 1 + e >= 1; ~9 SASS instructions per sampling fewer than the IEEE
+// division with its slow path). __expf was measured too (10 more fewer) and left out: its error grows with |logit|
+// (several ulp at ADNet's logits), which would flip binary16 column roundings against the twin far more often.
+// Limits on both: logit -inf -> 0 (expf gives inf, 1/inf = 0), +inf -> 1, NaN -> NaN.
+ADNET_DCN_HD inline float dcnSigmoid(float logit)
+{
+#if defined(__CUDA_ARCH__)
+    return __fdividef(1.f, 1.f + expf(-logit));
+#else
+    return 1.f / (1.f + expf(-logit));
+#endif
+}
 
 // Sampling coordinate along one axis: out*stride - padding + tap*dilation + offset. The integer part is exact in
 // float32 below 2^24 (validateShapes bounds H and W by that); the offset has been converted to float32.
@@ -32,30 +46,30 @@ ADNET_DCN_HD inline float dcnSamplePosition(int32_t out, int32_t tap, int32_t st
     return static_cast<float>(out * stride - padding + tap * dilation) + offset;
 }
 
-// One bilinear sample: the top-left corner's linear index in the plane, the four corner weights (zero for corners
-// outside the image), which corners may be read (bit 0: top-left, 1: top-right, 2: bottom-left, 3: bottom-right;
-// 0 when the sample is outside -1 < y < H, -1 < x < W) and the modulation mask.
+// One bilinear sample: the top-left corner's linear index in the plane, the four corner weights times the
+// modulation mask, and which corners may be read (bit 0: top-left, 1: top-right, 2: bottom-left, 3: bottom-right;
+// 0 when the sample is outside -1 < y < H, -1 < x < W). A corner outside the image is never read and counts as the
+// value 0; its weight is left as computed (finite and >= 0, so weight * 0 = +0 exactly as a zeroed weight would give:
+// no per-corner select is needed).
 struct DcnTap {
     int32_t index;
     uint32_t valid;
     float w00, w01, w10, w11;
-    float mask;
 };
 
 // A tap that reads nothing and contributes zero (outside the image, or a pixel past the end of the tensor).
-ADNET_DCN_HD inline DcnTap dcnEmptyTap(float mask = 0.f)
+ADNET_DCN_HD inline DcnTap dcnEmptyTap()
 {
     DcnTap t;
     t.index = 0;
     t.valid = 0u;
     t.w00 = t.w01 = t.w10 = t.w11 = 0.f;
-    t.mask = mask;
     return t;
 }
 
 ADNET_DCN_HD inline DcnTap dcnBilinearTap(float y, float x, int32_t height, int32_t width, float mask)
 {
-    DcnTap t = dcnEmptyTap(mask);
+    DcnTap t = dcnEmptyTap();
     // Written so that NaN positions fall outside (every comparison with NaN is false).
     if (!(y > -1.f && y < static_cast<float>(height) && x > -1.f && x < static_cast<float>(width))) {
         return t;
@@ -72,23 +86,15 @@ ADNET_DCN_HD inline DcnTap dcnBilinearTap(float y, float x, int32_t height, int3
     bool const bottom = y0 + 1 < height;
     bool const left = x0 >= 0;
     bool const right = x0 + 1 < width;
+    float const my = mask * hy;  // the mask folded into the weights: (mask * h_y) * h_x, the same order everywhere
+    float const ml = mask * ly;
     t.index = y0 * width + x0;
-    if (top && left) {
-        t.w00 = hy * hx;
-        t.valid |= 1u;
-    }
-    if (top && right) {
-        t.w01 = hy * lx;
-        t.valid |= 2u;
-    }
-    if (bottom && left) {
-        t.w10 = ly * hx;
-        t.valid |= 4u;
-    }
-    if (bottom && right) {
-        t.w11 = ly * lx;
-        t.valid |= 8u;
-    }
+    t.w00 = my * hx;
+    t.w01 = my * lx;
+    t.w10 = ml * hx;
+    t.w11 = ml * lx;
+    t.valid = (top && left ? 1u : 0u) | (top && right ? 2u : 0u) | (bottom && left ? 4u : 0u)
+              | (bottom && right ? 8u : 0u);
     return t;
 }
 
@@ -188,9 +194,9 @@ ADNET_DCN_HD inline float dcnLoad(T const* p)
 #endif
 }
 
-// sigmoid(mask logit) * bilinear(plane, tap): the value of one (channel, tap) column entry, in float32. Corners
-// outside the image are never read. The kernel rounds this value to binary16 where it stores it into the MMA tile
-// (FP16 path); the twin rounds it at the same point.
+// sigmoid(mask logit) * bilinear(plane, tap), with the mask inside the tap's weights: the value of one (channel,
+// tap) column entry, in float32. Corners outside the image are never read. The kernel rounds this value to binary16
+// where it stores it into the MMA tile (FP16 path); the twin rounds it at the same point.
 template <typename T>
 ADNET_DCN_HD inline float dcnModulatedSample(DcnTap const& t, T const* plane, int32_t width)
 {
@@ -201,7 +207,7 @@ ADNET_DCN_HD inline float dcnModulatedSample(DcnTap const& t, T const* plane, in
     float const v01 = (t.valid & 2u) ? dcnLoad(plane + t.index + 1) : 0.f;
     float const v10 = (t.valid & 4u) ? dcnLoad(plane + t.index + width) : 0.f;
     float const v11 = (t.valid & 8u) ? dcnLoad(plane + t.index + width + 1) : 0.f;
-    return t.mask * (((t.w00 * v00 + t.w01 * v01) + t.w10 * v10) + t.w11 * v11);
+    return ((t.w00 * v00 + t.w01 * v01) + t.w10 * v10) + t.w11 * v11;
 }
 
 }  // namespace dcn
