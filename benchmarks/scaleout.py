@@ -53,6 +53,19 @@ def _measure(url: str, scenes: list, concurrency: int, requests: int) -> dict:
             "p95_ms": round(float(np.percentile(ok, 95)) * 1e3, 1) if ok else None}
 
 
+def _counts_after(fleet, before: dict, n: int, expected: int, wait_s: float = 5.0) -> dict:
+    """The replicas' request counters once they show `expected` more successes than `before` (requests + warm-up),
+    or after wait_s: Triton counts a request when it releases it, which can be just after the client has its answer,
+    so a read right after the last response may still miss it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        after = fleet.request_counts()
+        done = sum(after[r.name].get("success", 0) - before[r.name] for r in fleet.replicas[:n])
+        if done >= expected or time.monotonic() > deadline:
+            return after
+        time.sleep(0.1)
+
+
 def run(onnx: Path, replicas: int, concurrencies: tuple[int, ...], size: tuple[int, int], requests: int,
         work: Path, log=print) -> list[dict]:
     scenes = [make_scene(*size, name=f"s{i}", seed=9000 + i) for i in range(4)]
@@ -68,7 +81,7 @@ def run(onnx: Path, replicas: int, concurrencies: tuple[int, ...], size: tuple[i
                     row = {"replicas": n, "concurrency": concurrency, "size": format_size(size),
                            **_measure(balancer.grpc_url, scenes, concurrency, requests),
                            "cpu_cores": machine.cpu_count(), "check": fleet.check}
-                    after = fleet.request_counts()
+                    after = _counts_after(fleet, before, n, expected=row["requests"] - row["failed"] + concurrency)
                     row["per_replica"] = " ".join(str(after[r.name].get("success", 0) - before[r.name])
                                                   for r in fleet.replicas[:n])
                     log(f"replicas {n}, concurrency {concurrency:2d}: {row['throughput_per_s']} scenes/s, "
