@@ -53,9 +53,9 @@ def test_fast_path_costs_fewer_instructions_per_column_entry_than_v1(report):
         fast, generic = unit["v2 fast path"]["sass_per_entry"], unit["v1 generic FP16"]["sass_per_entry"]
         assert 0 < fast < generic, (arch, fast, generic)
         # The 2026-12-03 sampling rework (mask folded into the corner weights, no per-corner zeroing, one multiply-add
-        # per corner address, hardware reciprocal in the sigmoid) took v2 from 27.9 / 27.1 to 23.5 / 22.6 with
+        # per corner address, hardware exp2 and reciprocal in the sigmoid) took v2 from 27.9 / 27.1 to 22.2 / 21.4 with
         # nvcc 13.0: a change that gives most of it back shows here (static SASS, not a timing).
-        assert fast <= 24.5, (arch, fast)
+        assert fast <= 23.5, (arch, fast)
     v1 = rows(report, "v1 generic FP16")
     assert all(r["ldg128"] == 0 and r["ldg_scalar16"] > 8 for r in v1.values())  # the report can tell them apart
 
