@@ -70,6 +70,17 @@ def delta(before, after):
     return {k: after[k] - before[k] for k in before}
 
 
+def settled(read, done, wait_s: float = 5.0):
+    """read() once done(value) holds, or its last value after wait_s: Triton counts a request in its statistics when
+    it releases it, which can be just after the client has its answer (seen in CI: 5 of 6 right after the 6th)."""
+    deadline = time.monotonic() + wait_s
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
+
+
 class Late(SceneSource):
     """A scene source whose load() takes `delay` seconds (a slow disk)."""
 
@@ -246,7 +257,8 @@ def test_round_robin_over_two_servers_and_failover_when_one_is_gone(quiet, tmp_p
         with HDRClient(url, timeout=60) as c:
             c.wait_until_ready(timeout=30)
             want = [c.infer(sc) for sc in scenes]  # one at a time: round-robin alternates
-            got = [delta(b, counts(srv))["success"] for b, srv in zip(before, (quiet, second))]
+            got = settled(lambda: [delta(b, counts(srv))["success"] for b, srv in zip(before, (quiet, second))],
+                          lambda g: sum(g) >= 6)
             print("requests per server:", got)
             assert sum(got) == 6 and min(got) >= 1, got
             os.killpg(second.process.pid, signal.SIGKILL)
@@ -254,7 +266,7 @@ def test_round_robin_over_two_servers_and_failover_when_one_is_gone(quiet, tmp_p
             before0 = counts(quiet)
             for sc, expected in zip(scenes, want):
                 np.testing.assert_array_equal(c.infer(sc), expected)
-        assert delta(before0, counts(quiet))["success"] == 6
+        assert settled(lambda: delta(before0, counts(quiet))["success"], lambda n: n >= 6) == 6
     finally:
         second.stop()
 
