@@ -53,16 +53,16 @@ def _measure(url: str, scenes: list, concurrency: int, requests: int) -> dict:
             "p95_ms": round(float(np.percentile(ok, 95)) * 1e3, 1) if ok else None}
 
 
-def _counts_after(fleet, before: dict, n: int, expected: int, wait_s: float = 5.0) -> dict:
-    """The replicas' request counters once they show `expected` more successes than `before` (requests + warm-up),
+def _successes_since(fleet, before: dict, n: int, expected: int, wait_s: float = 5.0) -> list[int]:
+    """Successes of each of the first n replicas since `before`, once they add up to `expected` (requests + warm-up)
     or after wait_s: Triton counts a request when it releases it, which can be just after the client has its answer,
     so a read right after the last response may still miss it."""
     deadline = time.monotonic() + wait_s
     while True:
         after = fleet.request_counts()
-        done = sum(after[r.name].get("success", 0) - before[r.name] for r in fleet.replicas[:n])
-        if done >= expected or time.monotonic() > deadline:
-            return after
+        counts = [after[r.name].get("success", 0) - before[r.name] for r in fleet.replicas[:n]]
+        if sum(counts) >= expected or time.monotonic() > deadline:
+            return counts
         time.sleep(0.1)
 
 
@@ -81,9 +81,8 @@ def run(onnx: Path, replicas: int, concurrencies: tuple[int, ...], size: tuple[i
                     row = {"replicas": n, "concurrency": concurrency, "size": format_size(size),
                            **_measure(balancer.grpc_url, scenes, concurrency, requests),
                            "cpu_cores": machine.cpu_count(), "check": fleet.check}
-                    after = _counts_after(fleet, before, n, expected=row["requests"] - row["failed"] + concurrency)
-                    row["per_replica"] = " ".join(str(after[r.name].get("success", 0) - before[r.name])
-                                                  for r in fleet.replicas[:n])
+                    counts = _successes_since(fleet, before, n, expected=row["requests"] - row["failed"] + concurrency)
+                    row["per_replica"] = " ".join(map(str, counts))
                     log(f"replicas {n}, concurrency {concurrency:2d}: {row['throughput_per_s']} scenes/s, "
                         f"p50 {row['p50_ms']} ms, per replica {row['per_replica']}, failed {row['failed']}")
                     rows.append(row)
